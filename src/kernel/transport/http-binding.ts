@@ -1,0 +1,273 @@
+// The HTTP binding: a client generated from a contract. Same port type, same validation and error
+// codes as the local binding; in addition it carries the request context in headers, retries only
+// idempotent operations, and guards each target module with a circuit breaker.
+import http from 'node:http';
+import https from 'node:https';
+import CircuitBreaker from 'opossum';
+import type { AnyContract, HealthReport, Operation, Port, StreamOperation, UnaryOperation } from '../contract/define.js';
+import { ContractError, contractErrorFromBody, isContractError } from '../contract/errors.js';
+import { parseInput, issuesOf } from '../contract/validation.js';
+import { currentContext, effectiveDeadline } from '../context/request-context.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { contextHeaders, HEALTH_OPERATION, RPC_PREFIX } from './wire.js';
+
+export interface HttpBindingOptions {
+  /** Base URL of an instance hosting the module, looked up per call (registry or configuration). */
+  resolveUrl: () => string | undefined;
+  internalToken: string;
+  metrics?: Metrics;
+  retries?: number;
+  breaker?: { resetTimeoutMs?: number; volumeThreshold?: number; errorThresholdPercentage?: number };
+  healthTimeoutMs?: number;
+}
+
+export interface BreakerState {
+  state: 'closed' | 'open' | 'half-open';
+}
+
+const agents = {
+  http: new http.Agent({ keepAlive: true, maxSockets: 64 }),
+  https: new https.Agent({ keepAlive: true, maxSockets: 64 }),
+};
+
+interface Attempt {
+  res: http.IncomingMessage;
+}
+
+/** Errors that say the target is not there (as opposed to an answer from it). */
+function isTransportFailure(err: unknown): boolean {
+  return isContractError(err) && (err.code === 'unavailable' || err.code === 'timeout') && err.details === TRANSPORT;
+}
+const TRANSPORT = Object.freeze({ transport: true });
+
+function send(url: URL, body: string, hdrs: Record<string, string>, deadline: number): Promise<Attempt> {
+  return new Promise((resolve, reject) => {
+    const wait = deadline - Date.now();
+    if (wait <= 0) {
+      reject(new ContractError('timeout', 'deadline passed before the call', TRANSPORT));
+      return;
+    }
+    const mod = url.protocol === 'https:' ? https : http;
+    const req = mod.request(url, {
+      method: 'POST',
+      agent: url.protocol === 'https:' ? agents.https : agents.http,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...hdrs },
+    });
+    const timer = setTimeout(() => {
+      req.destroy(new ContractError('timeout', `no answer from ${url.host} within ${wait} ms`, TRANSPORT));
+    }, wait);
+    req.on('response', (res) => {
+      clearTimeout(timer);
+      resolve({ res });
+    });
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      reject(
+        isContractError(err)
+          ? err
+          : new ContractError('unavailable', `cannot reach ${url.host}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, TRANSPORT),
+      );
+    });
+    req.end(body);
+  });
+}
+
+async function readJson(res: http.IncomingMessage, deadline: number): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    res.destroy(new Error('deadline'));
+  }, Math.max(0, deadline - Date.now()));
+  try {
+    for await (const c of res) chunks.push(c as Buffer);
+  } catch {
+    throw timedOut
+      ? new ContractError('timeout', 'deadline passed while reading the answer', TRANSPORT)
+      : new ContractError('unavailable', 'connection lost while reading the answer', TRANSPORT);
+  } finally {
+    clearTimeout(timer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  try {
+    return text ? JSON.parse(text) : undefined;
+  } catch {
+    throw new ContractError('internal', 'malformed answer from remote module');
+  }
+}
+
+/**
+ * The lines of an NDJSON answer. `idleMs` bounds each wait for the next line, and the clock only runs
+ * while we wait for the remote producer, not while the consumer holds a chunk (as in the local binding).
+ */
+async function* ndjsonLines(res: http.IncomingMessage, idleMs: () => number, what: string): AsyncGenerator<string> {
+  res.setEncoding('utf8');
+  const source = res[Symbol.asyncIterator]() as AsyncIterator<string>;
+  let buffered = '';
+  for (;;) {
+    let nl = buffered.indexOf('\n');
+    while (nl < 0) {
+      const wait = idleMs();
+      if (wait <= 0) throw new ContractError('timeout', `${what}: deadline passed`);
+      let timer: NodeJS.Timeout | undefined;
+      const next = await Promise.race([
+        source.next(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new ContractError('timeout', `${what}: no chunk within ${wait} ms`)), wait);
+        }),
+      ]).finally(() => clearTimeout(timer));
+      if (next.done) {
+        if (buffered.trim()) yield buffered;
+        return;
+      }
+      buffered += next.value;
+      nl = buffered.indexOf('\n');
+    }
+    const line = buffered.slice(0, nl);
+    buffered = buffered.slice(nl + 1);
+    if (line.trim()) yield line;
+  }
+}
+
+export function createHttpBinding<C extends AnyContract>(contract: C, opts: HttpBindingOptions): Port<C> & { readonly $breaker: () => BreakerState } {
+  const moduleId = contract.id;
+  const retries = opts.retries ?? 2;
+  const healthTimeoutMs = opts.healthTimeoutMs ?? 1000;
+
+  const target = (operation: string): URL => {
+    const base = opts.resolveUrl();
+    if (!base) throw new ContractError('unavailable', `module "${moduleId}" has no reachable instance`, TRANSPORT);
+    return new URL(`${RPC_PREFIX}/${moduleId}/${operation}`, base.endsWith('/') ? base : `${base}/`);
+  };
+
+  // One breaker per target module: it opens on transport failures only, never on answers such as not_found.
+  const breaker = new CircuitBreaker(
+    async (operation: string, body: string, hdrs: Record<string, string>, deadline: number) => {
+      return send(target(operation), body, hdrs, deadline);
+    },
+    {
+      timeout: false,
+      resetTimeout: opts.breaker?.resetTimeoutMs ?? 2000,
+      volumeThreshold: opts.breaker?.volumeThreshold ?? 3,
+      errorThresholdPercentage: opts.breaker?.errorThresholdPercentage ?? 50,
+      rollingCountTimeout: 10_000,
+      errorFilter: (err: unknown) => !isTransportFailure(err),
+    },
+  );
+
+  /**
+   * `deadline` travels to the callee as the context deadline; `answerBy` bounds the wait for the answer's
+   * head and the retries. They differ for streams: the context deadline bounds the whole stream, while
+   * the first chunk must come within the operation's timeout.
+   */
+  const fire = async (
+    operation: string,
+    input: unknown,
+    deadline: number,
+    idempotent: boolean,
+    answerBy: number = deadline,
+  ): Promise<Attempt> => {
+    const body = JSON.stringify({ input });
+    const hdrs = { authorization: `Bearer ${opts.internalToken}`, ...contextHeaders(currentContext(), deadline) };
+    for (let attempt = 0; ; attempt++) {
+      // Checked before the breaker: a caller out of time says nothing about the target's health.
+      if (answerBy <= Date.now()) throw new ContractError('timeout', `${moduleId}.${operation}: deadline passed before the call`);
+      try {
+        return (await breaker.fire(operation, body, hdrs, answerBy)) as Attempt;
+      } catch (err) {
+        const ce = isContractError(err)
+          ? err
+          : new ContractError('unavailable', `module "${moduleId}" is unavailable (circuit open)`);
+        const backoff = 25 * 3 ** attempt;
+        const again =
+          idempotent && attempt < retries && ce.retryable && !breaker.opened && Date.now() + backoff < answerBy && isTransportFailure(ce);
+        if (!again) throw ce.details === TRANSPORT ? new ContractError(ce.code, ce.message) : ce;
+        await new Promise((r) => setTimeout(r, backoff));
+      }
+    }
+  };
+
+  const unary = (name: string, op: UnaryOperation) => async (rawInput: unknown) => {
+    const done = opts.metrics?.timeOperation(moduleId, name, 'remote');
+    try {
+      const input = parseInput(op.input, rawInput);
+      const deadline = effectiveDeadline(op.timeoutMs);
+      const { res } = await fire(name, input, deadline, op.idempotent);
+      const body = (await readJson(res, deadline)) as { result?: unknown; error?: unknown } | undefined;
+      if (res.statusCode !== 200) throw contractErrorFromBody(body?.error);
+      const out = op.output.safeParse(body?.result);
+      if (!out.success) throw new ContractError('internal', `remote ${moduleId}.${name} answered outside its contract`, issuesOf(out.error));
+      done?.('ok');
+      return out.data;
+    } catch (err) {
+      const ce = isContractError(err) ? (err.details === TRANSPORT ? new ContractError(err.code, err.message) : err) : new ContractError('internal', 'Internal error');
+      done?.(ce.code);
+      throw ce;
+    }
+  };
+
+  const stream = (name: string, op: StreamOperation) => (rawInput: unknown): AsyncIterable<unknown> => ({
+    async *[Symbol.asyncIterator]() {
+      const done = opts.metrics?.timeOperation(moduleId, name, 'remote');
+      let outcome = 'ok';
+      let res: http.IncomingMessage | undefined;
+      try {
+        const input = parseInput(op.input, rawInput);
+        // As in the local binding: the context deadline bounds the whole stream (and is what the callee
+        // gets), timeoutMs bounds each wait for a chunk. Sending now + timeoutMs as the deadline would
+        // make the callee cut a healthy stream that merely lasts longer than one chunk's timeout.
+        const deadline = effectiveDeadline(24 * 3600_000);
+        const idleMs = () => Math.min(op.timeoutMs, deadline - Date.now());
+        res = (await fire(name, input, deadline, op.idempotent, Math.min(deadline, Date.now() + op.timeoutMs))).res;
+        if (res.statusCode !== 200) {
+          const body = (await readJson(res, Date.now() + idleMs())) as { error?: unknown } | undefined;
+          throw contractErrorFromBody(body?.error);
+        }
+        let ended = false;
+        for await (const line of ndjsonLines(res, idleMs, `${moduleId}.${name}`)) {
+          let msg: { chunk?: unknown; end?: boolean; error?: unknown };
+          try {
+            msg = JSON.parse(line) as typeof msg;
+          } catch {
+            throw new ContractError('internal', `remote ${moduleId}.${name} sent a malformed stream line`);
+          }
+          if (msg.error !== undefined) throw contractErrorFromBody(msg.error);
+          if (msg.end) {
+            ended = true;
+            break;
+          }
+          const chunk = op.chunk.safeParse(msg.chunk);
+          if (!chunk.success) throw new ContractError('internal', `remote ${moduleId}.${name} streamed outside its contract`);
+          yield chunk.data;
+        }
+        if (!ended) throw new ContractError('unavailable', `stream from ${moduleId}.${name} broke off`);
+      } catch (err) {
+        const ce = isContractError(err) ? (err.details === TRANSPORT ? new ContractError(err.code, err.message) : err) : new ContractError('unavailable', `stream from ${moduleId}.${name} failed`);
+        outcome = ce.code;
+        throw ce;
+      } finally {
+        // Closing the response tells the server to stop producing.
+        if (res && !res.complete) res.destroy();
+        done?.(outcome);
+      }
+    },
+  });
+
+  const port: Record<string, unknown> = {};
+  for (const [name, op] of Object.entries(contract.operations) as [string, Operation][]) {
+    port[name] = op.kind === 'unary' ? unary(name, op) : stream(name, op);
+  }
+  port.$health = async (): Promise<HealthReport> => {
+    try {
+      const deadline = Date.now() + healthTimeoutMs;
+      const { res } = await fire(HEALTH_OPERATION, null, deadline, false);
+      const body = (await readJson(res, deadline)) as { result?: HealthReport; error?: unknown } | undefined;
+      if (res.statusCode !== 200 || !body?.result) throw contractErrorFromBody(body?.error, 'unavailable');
+      return body.result;
+    } catch (err) {
+      return { status: 'down', detail: err instanceof Error ? err.message : String(err) };
+    }
+  };
+  port.$breaker = (): BreakerState => ({ state: breaker.opened ? 'open' : breaker.halfOpen ? 'half-open' : 'closed' });
+  return Object.freeze(port) as Port<C> & { readonly $breaker: () => BreakerState };
+}

@@ -1,0 +1,164 @@
+// The local binding: an in-process call that still behaves like a remote one. Input and output are
+// validated against the contract, the deadline applies, and whatever the handler throws comes out as
+// a contract error, so callers cannot tell (or come to depend on) which side of a wire a module is on.
+import type { Logger } from 'pino';
+import type {
+  AnyContract,
+  CallInfo,
+  Handlers,
+  HealthReport,
+  Operations,
+  Port,
+  StreamOperation,
+  UnaryOperation,
+} from '../contract/define.js';
+import { ContractError, toContractError } from '../contract/errors.js';
+import { parseInput, issuesOf } from '../contract/validation.js';
+import { currentContext, effectiveDeadline, newRequestId, runWithContext } from '../context/request-context.js';
+import type { Metrics } from '../metrics/metrics.js';
+
+export interface LocalBindingOptions {
+  metrics?: Metrics;
+  logger?: Logger;
+  health?: () => Promise<HealthReport> | HealthReport;
+}
+
+type AnyFn = (...args: unknown[]) => unknown;
+
+export function createLocalBinding<C extends AnyContract>(
+  contract: C,
+  handlers: Handlers<C>,
+  opts: LocalBindingOptions = {},
+): Port<C> {
+  const port: Record<string, unknown> = {};
+  for (const [name, op] of Object.entries(contract.operations as Operations)) {
+    const handler = (handlers as Record<string, AnyFn | undefined>)[name];
+    if (typeof handler !== 'function') throw new Error(`${contract.id}: no handler for operation "${name}"`);
+    const bound = handler.bind(handlers);
+    port[name] =
+      op.kind === 'unary'
+        ? unaryCall(contract.id, name, op, bound, opts)
+        : streamCall(contract.id, name, op, bound, opts);
+  }
+  port.$health = async (): Promise<HealthReport> => {
+    if (!opts.health) return { status: 'ok' };
+    try {
+      return await opts.health();
+    } catch (err) {
+      return { status: 'down', detail: err instanceof Error ? err.message : String(err) };
+    }
+  };
+  return Object.freeze(port) as Port<C>;
+}
+
+function callContext(deadline: number) {
+  const ctx = currentContext();
+  return ctx ? { ...ctx, deadline } : { requestId: newRequestId(), deadline };
+}
+
+/** Runs `fn` in a context carrying `deadline`; when the caller's context already does, it is reused as is. */
+function inDeadline<T>(deadline: number, fn: () => T): T {
+  return currentContext()?.deadline === deadline ? fn() : runWithContext(callContext(deadline), fn);
+}
+
+function failure(moduleId: string, name: string, err: unknown, logger?: Logger): ContractError {
+  const ce = toContractError(err);
+  if (ce.code === 'internal' && ce !== err) logger?.error({ err, module: moduleId, operation: name }, 'operation failed');
+  return ce;
+}
+
+function unaryCall(moduleId: string, name: string, op: UnaryOperation, handler: AnyFn, opts: LocalBindingOptions) {
+  const { metrics, logger } = opts;
+  return async (rawInput: unknown): Promise<unknown> => {
+    const done = metrics?.timeOperation(moduleId, name, 'local');
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const input = parseInput(op.input, rawInput);
+      const deadline = effectiveDeadline(op.timeoutMs);
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw new ContractError('timeout', `${moduleId}.${name}: deadline passed before the call`);
+      // Most handlers never look at the signal: create the controller only when one does.
+      let ac: AbortController | undefined;
+      const call: CallInfo = {
+        get signal() {
+          ac ??= new AbortController();
+          return ac.signal;
+        },
+      };
+      const work = inDeadline(deadline, () => handler(input, call));
+      // A synchronous handler has already finished: no deadline left to race.
+      const result = !(work instanceof Promise) ? work : await Promise.race([
+        work,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            ac?.abort();
+            reject(new ContractError('timeout', `${moduleId}.${name} timed out after ${remaining} ms`));
+          }, remaining);
+        }),
+      ]);
+      const out = op.output.safeParse(result);
+      if (!out.success) {
+        logger?.error({ module: moduleId, operation: name, issues: issuesOf(out.error) }, 'output violates contract');
+        throw new ContractError('internal', 'Internal error');
+      }
+      done?.('ok');
+      return out.data;
+    } catch (err) {
+      const ce = failure(moduleId, name, err, logger);
+      done?.(ce.code);
+      throw ce;
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+  };
+}
+
+function streamCall(moduleId: string, name: string, op: StreamOperation, handler: AnyFn, opts: LocalBindingOptions) {
+  const { metrics, logger } = opts;
+  return (rawInput: unknown): AsyncIterable<unknown> => ({
+    async *[Symbol.asyncIterator]() {
+      const done = metrics?.timeOperation(moduleId, name, 'local');
+      const ac = new AbortController();
+      let iterator: AsyncIterator<unknown> | undefined;
+      let outcome = 'ok';
+      try {
+        const input = parseInput(op.input, rawInput);
+        // The context deadline bounds the whole stream; timeoutMs bounds each wait for a chunk.
+        const ctx = callContext(effectiveDeadline(24 * 3600_000));
+        const source = runWithContext(ctx, () => handler(input, { signal: ac.signal })) as AsyncIterable<unknown>;
+        iterator = source[Symbol.asyncIterator]();
+        for (;;) {
+          const wait = Math.min(op.timeoutMs, ctx.deadline - Date.now());
+          if (wait <= 0) throw new ContractError('timeout', `${moduleId}.${name}: deadline passed`);
+          let timer: NodeJS.Timeout | undefined;
+          const it = iterator;
+          const next = await Promise.race([
+            runWithContext(ctx, () => it.next()),
+            new Promise<never>((_, reject) => {
+              timer = setTimeout(
+                () => reject(new ContractError('timeout', `${moduleId}.${name}: no chunk within ${wait} ms`)),
+                wait,
+              );
+            }),
+          ]).finally(() => clearTimeout(timer));
+          if (next.done) break;
+          const chunk = op.chunk.safeParse(next.value);
+          if (!chunk.success) {
+            logger?.error({ module: moduleId, operation: name, issues: issuesOf(chunk.error) }, 'chunk violates contract');
+            throw new ContractError('internal', 'Internal error');
+          }
+          yield chunk.data;
+        }
+      } catch (err) {
+        const ce = failure(moduleId, name, err, logger);
+        outcome = ce.code;
+        throw ce;
+      } finally {
+        ac.abort();
+        // Tell the producer nobody reads any more (consumer stopped early, timeout or error).
+        void iterator?.return?.(undefined)?.catch(() => undefined);
+        done?.(outcome);
+      }
+    },
+  });
+}
