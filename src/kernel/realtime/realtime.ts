@@ -1,0 +1,29 @@
+// The realtime port: modules push to browsers (a user's sockets, a chat's room) without knowing where the
+// socket.io server runs. It rides the socket.io Redis emitter, so it works from any process and any
+// instance sharing Redis.
+import { Emitter } from '@socket.io/redis-emitter';
+import type { Redis } from 'ioredis';
+
+export const userRoom = (userId: string) => `user:${userId}`;
+export const chatRoom = (chatId: string) => `chat:${chatId}`;
+
+export class Realtime {
+  private readonly emitter: Emitter;
+
+  constructor(client: Redis) {
+    this.emitter = new Emitter(client);
+  }
+
+  toUser(userId: string, event: string, payload: unknown): void {
+    this.emitter.to(userRoom(userId)).emit(event, payload);
+  }
+
+  toChat(chatId: string, event: string, payload: unknown): void {
+    this.emitter.to(chatRoom(chatId)).emit(event, payload);
+  }
+
+  /** Closes every open socket of a user (after logout or revocation), on every instance. */
+  disconnectUser(userId: string): void {
+    this.emitter.in(userRoom(userId)).disconnectSockets(true);
+  }
+}

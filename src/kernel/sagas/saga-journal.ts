@@ -1,0 +1,219 @@
+// The saga journal in Redis (kernel connection, keys under `kernel:`):
+//   saga:<id>            hash: the saga record (type, status, input, current step, …)
+//   saga:<id>:steps      hash: step name → step record JSON (intent and outcome of each call)
+//   saga-index:all       zset: every saga, scored by a creation sequence number (newest = highest)
+//   saga-index:<status>  zset: the sagas in that status, same scores
+//   saga-index:seq       counter for those scores
+// Every write that belongs together (a step outcome and the saga's status, a status and its index
+// entries) goes through one Lua script, so Redis applies it all or nothing. The script is also a fence:
+// a write made on behalf of a BullMQ job only lands while that job's lock still holds the writer's
+// token, so a process that lost its lease (a long GC pause, a partition) cannot overwrite the journal
+// of a saga that another process has since resumed.
+import type { Redis } from 'ioredis';
+import type { Actor } from '../context/request-context.js';
+import type { SagaFailure, SagaRecord, SagaStatus, SagaStepRecord } from './saga-record.js';
+
+/** The BullMQ job lock a writer must hold (key relative to the kernel prefix) and its token. */
+export interface SagaLease {
+  key: string;
+  token: string;
+}
+
+export class LeaseLostError extends Error {
+  constructor(sagaId: string) {
+    super(`saga ${sagaId}: this process no longer holds its lease; another process resumes it`);
+    this.name = 'LeaseLostError';
+  }
+}
+
+export interface NewSaga {
+  id: string;
+  type: string;
+  input: unknown;
+  requestId: string;
+  actor?: Actor;
+  steps: SagaStepRecord[];
+  now: string;
+}
+
+/** A change to one saga, applied atomically. */
+export interface SagaChange {
+  status?: { from: SagaStatus; to: SagaStatus };
+  currentStep?: string;
+  error?: SagaFailure;
+  steps?: SagaStepRecord[];
+}
+
+// KEYS[1] lease key (unused when ARGV[1] is ''), KEYS[2] saga record, KEYS[3..] keys the ops name.
+// ARGV[1] lease token or '', ARGV[2] 'create' (only when the record is absent) or 'update' (only when
+// present), ARGV[3] JSON list of [command, keyIndex, ...string args].
+const JOURNAL_WRITE = `
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local exists = redis.call('EXISTS', KEYS[2])
+if ARGV[2] == 'create' and exists == 1 then return -1 end
+if ARGV[2] == 'update' and exists == 0 then return -2 end
+for _, op in ipairs(cjson.decode(ARGV[3])) do
+  redis.call(op[1], KEYS[op[2]], unpack(op, 3))
+end
+return 1
+`;
+
+type Op = [command: string, keyIndex: number, ...args: string[]];
+
+interface JournalRedis extends Redis {
+  sagaJournalWrite(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
+}
+
+const PAGE_MAX = 200;
+
+export class SagaJournal {
+  private readonly redis: JournalRedis;
+
+  constructor(redis: Redis) {
+    redis.defineCommand('sagaJournalWrite', { lua: JOURNAL_WRITE });
+    // defineCommand adds the method at run time; this cast only names it for the type checker.
+    this.redis = redis as JournalRedis;
+  }
+
+  private static recordKey(id: string): string {
+    return `saga:${id}`;
+  }
+  private static stepsKey(id: string): string {
+    return `saga:${id}:steps`;
+  }
+  private static indexKey(which: SagaStatus | 'all'): string {
+    return `saga-index:${which}`;
+  }
+
+  /** Writes a new saga; false when a saga with this id exists already (nothing is written then). */
+  async create(saga: NewSaga): Promise<boolean> {
+    const seq = String(await this.redis.incr('saga-index:seq'));
+    const keys = [
+      SagaJournal.stepsKey(saga.id),
+      SagaJournal.indexKey('all'),
+      SagaJournal.indexKey('running'),
+    ];
+    const fields: Record<string, string> = {
+      id: saga.id,
+      type: saga.type,
+      status: 'running',
+      input: JSON.stringify(saga.input),
+      currentStep: '',
+      requestId: saga.requestId,
+      createdAt: saga.now,
+      updatedAt: saga.now,
+      seq,
+      stepNames: JSON.stringify(saga.steps.map((s) => s.name)),
+      ...(saga.actor ? { actor: JSON.stringify(saga.actor) } : {}),
+    };
+    const ops: Op[] = [
+      ['HSET', 2, ...Object.entries(fields).flat()],
+      ['ZADD', 4, seq, saga.id],
+      ['ZADD', 5, seq, saga.id],
+    ];
+    if (saga.steps.length) ops.push(['HSET', 3, ...saga.steps.flatMap((s) => [s.name, JSON.stringify(s)])]);
+    const r = await this.run(undefined, saga.id, 'create', keys, ops);
+    return r === 1;
+  }
+
+  async load(id: string): Promise<SagaRecord | undefined> {
+    // One MULTI so the record and its steps come from the same moment.
+    const replies = await this.redis.multi().hgetall(SagaJournal.recordKey(id)).hgetall(SagaJournal.stepsKey(id)).exec();
+    const [rec, steps] = (replies ?? []).map(([err, value]) => {
+      if (err) throw err;
+      return value as Record<string, string>;
+    });
+    return rec && steps ? toRecord(rec, steps) : undefined;
+  }
+
+  /** Applies one change atomically; throws LeaseLostError when `lease` no longer holds. */
+  async write(id: string, lease: SagaLease | undefined, change: SagaChange, now: string): Promise<void> {
+    const keys: string[] = [SagaJournal.stepsKey(id)];
+    const fields: string[] = ['updatedAt', now];
+    if (change.status) fields.push('status', change.status.to);
+    if (change.currentStep !== undefined) fields.push('currentStep', change.currentStep);
+    if (change.error) fields.push('error', JSON.stringify(change.error));
+    const ops: Op[] = [['HSET', 2, ...fields]];
+    if (change.steps?.length) ops.push(['HSET', 3, ...change.steps.flatMap((s) => [s.name, JSON.stringify(s)])]);
+    if (change.status && change.status.from !== change.status.to) {
+      keys.push(SagaJournal.indexKey(change.status.from), SagaJournal.indexKey(change.status.to));
+      // The score (creation order) is copied from the `all` index so every index sorts alike.
+      const seq = await this.redis.zscore(SagaJournal.indexKey('all'), id);
+      ops.push(['ZREM', 4, id], ['ZADD', 5, seq ?? '0', id]);
+    }
+    const r = await this.run(lease, id, 'update', keys, ops);
+    if (r === 0) throw new LeaseLostError(id);
+    if (r === -2) throw new Error(`saga ${id}: journal record vanished`);
+  }
+
+  /** Newest first. The cursor is the creation sequence number of the last item of the previous page. */
+  async list(opts: { status?: SagaStatus; limit: number; cursor?: number }): Promise<{ items: SagaRecord[]; nextCursor: string | null }> {
+    const limit = Math.min(Math.max(1, opts.limit), PAGE_MAX);
+    const max = opts.cursor === undefined ? '+inf' : `(${opts.cursor}`;
+    const entries = await this.redis.zrevrangebyscore(
+      SagaJournal.indexKey(opts.status ?? 'all'),
+      max,
+      '-inf',
+      'WITHSCORES',
+      'LIMIT',
+      0,
+      limit + 1,
+    );
+    const page: { id: string; seq: string }[] = [];
+    for (let i = 0; i + 1 < entries.length; i += 2) page.push({ id: entries[i]!, seq: entries[i + 1]! });
+    const more = page.length > limit;
+    const shown = page.slice(0, limit);
+    const records = await Promise.all(shown.map((e) => this.load(e.id)));
+    return {
+      // A record removed between the index read and the load is skipped rather than shown half.
+      items: records.filter((r): r is SagaRecord => r !== undefined),
+      nextCursor: more && shown.length > 0 ? shown[shown.length - 1]!.seq : null,
+    };
+  }
+
+  /** Ids of the sagas in a status, oldest first, in pages (for the start-up sweep). */
+  async *idsIn(status: SagaStatus, pageSize = 500): AsyncGenerator<string> {
+    let min = '-inf';
+    for (;;) {
+      const entries = await this.redis.zrangebyscore(SagaJournal.indexKey(status), min, '+inf', 'WITHSCORES', 'LIMIT', 0, pageSize);
+      for (let i = 0; i + 1 < entries.length; i += 2) yield entries[i]!;
+      if (entries.length < pageSize * 2) return;
+      min = `(${entries[entries.length - 1]}`;
+    }
+  }
+
+  private async run(lease: SagaLease | undefined, id: string, mode: 'create' | 'update', extraKeys: string[], ops: Op[]): Promise<number> {
+    // Without a lease KEYS[1] is never read; the record key stands in so every key is a real one.
+    const leaseKey = lease?.key ?? SagaJournal.recordKey(id);
+    const keys = [leaseKey, SagaJournal.recordKey(id), ...extraKeys];
+    return this.redis.sagaJournalWrite(keys.length, ...keys, lease?.token ?? '', mode, JSON.stringify(ops));
+  }
+}
+
+function parseJson<T>(value: string | undefined): T | undefined {
+  return value === undefined || value === '' ? undefined : (JSON.parse(value) as T);
+}
+
+function toRecord(rec: Record<string, string>, steps: Record<string, string>): SagaRecord | undefined {
+  if (!rec.id) return undefined;
+  const names = parseJson<string[]>(rec.stepNames) ?? [];
+  const error = parseJson<SagaFailure>(rec.error);
+  const actor = parseJson<Actor>(rec.actor);
+  return {
+    id: rec.id,
+    type: rec.type ?? '',
+    status: (rec.status ?? 'running') as SagaStatus,
+    input: parseJson(rec.input),
+    currentStep: rec.currentStep ? rec.currentStep : null,
+    ...(error ? { error } : {}),
+    requestId: rec.requestId ?? '',
+    ...(actor ? { actor } : {}),
+    createdAt: rec.createdAt ?? '',
+    updatedAt: rec.updatedAt ?? '',
+    steps: names.map((n) => parseJson<SagaStepRecord>(steps[n]) ?? missingStep(n)),
+  };
+}
+
+function missingStep(name: string): SagaStepRecord {
+  return { name, module: '', operation: '', status: 'pending', attempts: 0, idempotencyKey: '' };
+}

@@ -1,0 +1,318 @@
+// Runs one saga from its journal: forward through the steps that have no outcome yet, and on a step's
+// final failure backward through the compensations. Every decision is taken from the journal, never
+// from memory, so the same code serves a fresh saga and one resumed after its process died:
+// a completed step is not called again, a step with an intent but no outcome is called again with the
+// same idempotency key (the operation applies its effect once).
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { runWithContext, type RequestContext } from '../context/request-context.js';
+import { ContractError, toContractError } from '../contract/errors.js';
+import { DEFAULT_STEP_RETRIES, type AnySagaDefinition, type SagaStep, type SagaStepCall } from './saga-definition.js';
+import type { SagaJournal, SagaChange, SagaLease } from './saga-journal.js';
+import { isTerminal, type SagaErrorInfo, type SagaRecord, type SagaStepRecord } from './saga-record.js';
+
+/** Returns the module's port (local or HTTP binding): operation name → async (input) => output. */
+export type PortResolver = (moduleId: string) => Record<string, unknown> | undefined;
+
+/** `finished`: the saga reached a terminal status. `paused`: stopped between calls (shutdown); resume later. */
+export type RunOutcome = 'finished' | 'paused';
+
+export interface SagaRunnerDeps {
+  journal: SagaJournal;
+  definitionOf: (type: string) => AnySagaDefinition | undefined;
+  resolvePort: PortResolver;
+  logger: Logger;
+  /** First delay before retrying a step after a retryable error; doubles per failure. */
+  retryDelayMs: number;
+}
+
+const MAX_RETRY_DELAY_MS = 30_000;
+
+export class UnknownSagaTypeError extends Error {
+  constructor(type: string) {
+    super(`no saga definition "${type}" is registered in this process`);
+    this.name = 'UnknownSagaTypeError';
+  }
+}
+
+export async function runSaga(deps: SagaRunnerDeps, id: string, lease: SagaLease | undefined, stop: AbortSignal): Promise<RunOutcome> {
+  const rec = await deps.journal.load(id);
+  if (!rec) {
+    deps.logger.warn({ sagaId: id }, 'saga job has no journal record; dropped');
+    return 'finished';
+  }
+  if (isTerminal(rec.status)) return 'finished';
+  const def = deps.definitionOf(rec.type);
+  // Thrown, not journaled: during a rolling deploy an older process may see a newer saga type; the
+  // job is retried later (possibly by a process that knows the type) instead of failing the saga.
+  if (!def) throw new UnknownSagaTypeError(rec.type);
+  return new SagaExecution(deps, rec, def, lease, stop).run();
+}
+
+function now(): string {
+  return new Date().toISOString();
+}
+
+function errorInfo(err: ContractError): SagaErrorInfo {
+  return err.details === undefined ? { code: err.code, message: err.message } : { code: err.code, message: err.message, details: err.details };
+}
+
+function withoutError<T extends { error?: SagaErrorInfo }>(value: T): T {
+  const { error: _dropped, ...rest } = value;
+  return rest as T;
+}
+
+type CallOutcome = 'completed' | 'failed' | 'paused';
+
+class SagaExecution {
+  private readonly log: Logger;
+  private readonly results: Record<string, unknown> = {};
+
+  constructor(
+    private readonly deps: SagaRunnerDeps,
+    private readonly rec: SagaRecord,
+    private readonly def: AnySagaDefinition,
+    private readonly lease: SagaLease | undefined,
+    private readonly stop: AbortSignal,
+  ) {
+    this.log = deps.logger.child({ sagaId: rec.id, sagaType: rec.type, requestId: rec.requestId });
+  }
+
+  async run(): Promise<RunOutcome> {
+    const expected = this.def.steps.map((s) => s.name);
+    const journaled = this.rec.steps.map((s) => s.name);
+    if (expected.join('\u0000') !== journaled.join('\u0000')) {
+      // The journal was written by a different version of this saga type: resuming by position or
+      // name could call the wrong operation, so stop and leave it to a human.
+      const step = journaled.find((n, i) => n !== expected[i]) ?? journaled[0] ?? '';
+      const message = `the steps of saga type "${this.rec.type}" changed since this saga started (${journaled.join(', ')} → ${expected.join(', ')})`;
+      this.log.error({ journaled, expected }, 'saga definition changed under a running saga');
+      await this.write({ status: { from: this.rec.status, to: 'failed' }, error: { code: 'internal', message, step, phase: 'step' } });
+      return 'finished';
+    }
+    if (this.rec.status === 'running') {
+      const forward = await this.forward();
+      if (forward !== 'compensate') return forward;
+    }
+    return this.compensate();
+  }
+
+  private async forward(): Promise<RunOutcome | 'compensate'> {
+    for (const [i, step] of this.def.steps.entries()) {
+      const rec = this.rec.steps[i]!;
+      if (rec.status === 'completed') {
+        this.results[step.name] = rec.result;
+        continue;
+      }
+      // Only reachable if the status change that goes with a final failure were lost; it never is
+      // (both are one atomic write), but compensating is the safe reading of such a journal.
+      if (rec.status === 'failed') return 'compensate';
+      if (this.stop.aborted) return 'paused';
+      const outcome = await this.callStep(i, step);
+      if (outcome === 'paused') return 'paused';
+      if (outcome === 'failed') return 'compensate';
+    }
+    await this.write({ status: { from: 'running', to: 'completed' } });
+    this.log.info('saga completed');
+    return 'finished';
+  }
+
+  private async callStep(i: number, step: Readonly<SagaStep<unknown>>): Promise<CallOutcome> {
+    const retries = step.retries ?? DEFAULT_STEP_RETRIES;
+    let rec = this.rec.steps[i]!;
+    // Counted per run: a call cut short by a crash is not a failure of the operation, so a resumed
+    // saga always gets to repeat it.
+    let failures = 0;
+    for (;;) {
+      let input: unknown;
+      try {
+        input = step.input(this.rec.input, { ...this.results }, this.callInfo(step.name));
+      } catch (err) {
+        // A mapper bug: the operation was never called, so there is nothing of this step to undo.
+        const info = this.mapperError(step.name, 'input', err);
+        rec = { ...rec, status: 'failed', error: info, finishedAt: now() };
+        await this.failForward(i, rec, info);
+        return 'failed';
+      }
+
+      rec = { ...rec, status: 'started', attempts: rec.attempts + 1, startedAt: now() };
+      await this.write({ steps: [rec], currentStep: step.name }, i, rec);
+
+      let result: unknown;
+      let failure: ContractError | undefined;
+      try {
+        result = await this.call(step.module, step.operation, input, rec.idempotencyKey);
+      } catch (err) {
+        failure = this.contractError(err, step.name, 'step');
+      }
+
+      if (!failure) {
+        const { finishedAt: _previous, ...started } = withoutError(rec);
+        rec = { ...started, status: 'completed', finishedAt: now(), ...(result === undefined ? {} : { result }) };
+        await this.write({ steps: [rec] }, i, rec);
+        this.results[step.name] = result;
+        return 'completed';
+      }
+
+      failures += 1;
+      const info = errorInfo(failure);
+      if (failure.retryable && failures <= retries) {
+        // Still an intent without an outcome: if this process dies now, the resumed saga repeats it.
+        rec = { ...rec, error: info };
+        await this.write({ steps: [rec] }, i, rec);
+        const delay = Math.min(this.deps.retryDelayMs * 2 ** (failures - 1), MAX_RETRY_DELAY_MS);
+        this.log.warn({ step: step.name, attempt: rec.attempts, code: failure.code, retryInMs: delay }, 'saga step failed; retrying');
+        if (!(await this.wait(delay))) return 'paused';
+        continue;
+      }
+      rec = { ...rec, status: 'failed', error: info, finishedAt: now() };
+      this.log.warn({ step: step.name, attempt: rec.attempts, code: failure.code, error: failure.message }, 'saga step failed; compensating');
+      await this.failForward(i, rec, info);
+      return 'failed';
+    }
+  }
+
+  private async failForward(i: number, rec: SagaStepRecord, info: SagaErrorInfo): Promise<void> {
+    await this.write(
+      { steps: [rec], status: { from: 'running', to: 'compensating' }, error: { ...info, step: rec.name, phase: 'step' } },
+      i,
+      rec,
+    );
+  }
+
+  private async compensate(): Promise<RunOutcome> {
+    for (let i = this.def.steps.length - 1; i >= 0; i--) {
+      const step = this.def.steps[i]!;
+      const rec = this.rec.steps[i]!;
+      // No intent, no effect: the step was never called. Compensated already: done before a crash.
+      if (!step.compensate || rec.attempts === 0 || rec.status === 'compensated') continue;
+      if (this.stop.aborted) return 'paused';
+      const outcome = await this.callCompensation(i, step, step.compensate);
+      if (outcome === 'paused') return 'paused';
+      if (outcome === 'failed') return 'finished';
+    }
+    await this.write({ status: { from: 'compensating', to: 'compensated' } });
+    this.log.info({ cause: this.rec.error }, 'saga compensated');
+    return 'finished';
+  }
+
+  private async callCompensation(
+    i: number,
+    step: Readonly<SagaStep<unknown>>,
+    compensate: NonNullable<SagaStep<unknown>['compensate']>,
+  ): Promise<CallOutcome> {
+    const retries = step.retries ?? DEFAULT_STEP_RETRIES;
+    let rec = this.rec.steps[i]!;
+    let comp = rec.compensation ?? { operation: compensate.operation, idempotencyKey: `${rec.idempotencyKey}:compensate`, attempts: 0 };
+    let failures = 0;
+    for (;;) {
+      let input: unknown;
+      try {
+        input = compensate.input(this.rec.input, { ...this.results }, this.callInfo(step.name));
+      } catch (err) {
+        const info = this.mapperError(step.name, 'compensation input', err);
+        rec = { ...rec, compensation: { ...comp, error: info } };
+        await this.failCompensation(i, rec, info);
+        return 'failed';
+      }
+
+      comp = { ...comp, attempts: comp.attempts + 1, startedAt: now() };
+      rec = { ...rec, status: 'compensating', compensation: comp };
+      await this.write({ steps: [rec], currentStep: step.name }, i, rec);
+
+      let failure: ContractError | undefined;
+      try {
+        await this.call(step.module, compensate.operation, input, comp.idempotencyKey);
+      } catch (err) {
+        failure = this.contractError(err, step.name, 'compensate');
+      }
+
+      if (!failure) {
+        comp = { ...withoutError(comp), finishedAt: now() };
+        rec = { ...rec, status: 'compensated', compensation: comp };
+        await this.write({ steps: [rec] }, i, rec);
+        return 'completed';
+      }
+
+      failures += 1;
+      const info = errorInfo(failure);
+      comp = { ...comp, error: info };
+      rec = { ...rec, compensation: comp };
+      if (failure.retryable && failures <= retries) {
+        await this.write({ steps: [rec] }, i, rec);
+        const delay = Math.min(this.deps.retryDelayMs * 2 ** (failures - 1), MAX_RETRY_DELAY_MS);
+        this.log.warn({ step: step.name, attempt: comp.attempts, code: failure.code, retryInMs: delay }, 'saga compensation failed; retrying');
+        if (!(await this.wait(delay))) return 'paused';
+        continue;
+      }
+      await this.failCompensation(i, rec, info);
+      return 'failed';
+    }
+  }
+
+  private async failCompensation(i: number, rec: SagaStepRecord, info: SagaErrorInfo): Promise<void> {
+    // Compensating further steps after one could not be undone might act on a state nobody expects;
+    // the saga stops here, `failed`, with the error in the journal for a human to resolve.
+    this.log.error({ step: rec.name, code: info.code, error: info.message }, 'saga compensation failed; saga left failed');
+    await this.write(
+      { steps: [rec], status: { from: 'compensating', to: 'failed' }, error: { ...info, step: rec.name, phase: 'compensate' } },
+      i,
+      rec,
+    );
+  }
+
+  private callInfo(step: string): SagaStepCall {
+    return { sagaId: this.rec.id, step, stepKey: `${this.rec.id}:${step}` };
+  }
+
+  /** Calls a module operation in the saga's request context with the step's idempotency key. */
+  private async call(moduleId: string, operation: string, input: unknown, idempotencyKey: string): Promise<unknown> {
+    const port = this.deps.resolvePort(moduleId);
+    if (!port) throw new ContractError('unavailable', `module "${moduleId}" is not reachable from this process`);
+    const fn = port[operation];
+    if (typeof fn !== 'function') throw new ContractError('internal', `module "${moduleId}" has no operation "${operation}"`);
+    // No deadline inherited: the request that started the saga is long answered; each operation's
+    // own timeout (applied by its binding) bounds the call.
+    const ctx: RequestContext = {
+      requestId: this.rec.requestId,
+      idempotencyKey,
+      ...(this.rec.actor ? { actor: this.rec.actor } : {}),
+    };
+    const out: unknown = await runWithContext(ctx, () => (fn as (input: unknown) => unknown)(input));
+    if (out !== null && typeof out === 'object' && Symbol.asyncIterator in out) {
+      throw new ContractError('internal', `${moduleId}.${operation} streams; a saga step must answer once`);
+    }
+    // The journal holds JSON; later mappers must see the same value whether or not the saga resumed.
+    return out === undefined ? undefined : (JSON.parse(JSON.stringify(out)) as unknown);
+  }
+
+  private contractError(err: unknown, step: string, phase: 'step' | 'compensate'): ContractError {
+    const ce = toContractError(err);
+    if (ce !== err) this.log.error({ err, step, phase }, 'saga call failed with an unexpected error');
+    return ce;
+  }
+
+  private mapperError(step: string, what: string, err: unknown): SagaErrorInfo {
+    this.log.error({ err, step }, `saga ${what} mapper threw`);
+    return { code: 'internal', message: `step "${step}": ${what} mapper threw: ${err instanceof Error ? err.message : String(err)}` };
+  }
+
+  /** Waits before a retry; false when the orchestrator is shutting down. */
+  private async wait(ms: number): Promise<boolean> {
+    try {
+      await sleep(ms, undefined, { signal: this.stop });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Writes a change and, once it landed, mirrors it in memory. */
+  private async write(change: SagaChange, stepIndex?: number, step?: SagaStepRecord): Promise<void> {
+    await this.deps.journal.write(this.rec.id, this.lease, change, now());
+    if (stepIndex !== undefined && step) this.rec.steps[stepIndex] = step;
+    if (change.status) this.rec.status = change.status.to;
+    if (change.error) this.rec.error = change.error;
+    if (change.currentStep !== undefined) this.rec.currentStep = change.currentStep;
+  }
+}
