@@ -1,0 +1,136 @@
+// Mounts every contract's route declarations on the REST surface: authentication and role gate,
+// rate-limit class, deadline, input built from the request and validated by the operation's schema
+// (inside the binding), status and body from the declaration. The gateway knows no module.
+import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
+import type { AnyContract, Operations, RouteDef, RouteRequest } from '../kernel/contract/define.js';
+import { ContractError, toContractError } from '../kernel/contract/errors.js';
+import { currentContext, runWithContext, type Actor, type RequestContext } from '../kernel/context/request-context.js';
+import { bearerMatches } from '../kernel/transport/wire.js';
+import { bearerToken, type Authenticator } from './authenticator.js';
+import { sendError } from './error-envelope.js';
+import type { RateLimits } from './rate-limit.js';
+
+export interface ContractRoutesOptions {
+  /** Where the REST surface lives, e.g. /api/v1. */
+  prefix: string;
+  contracts: AnyContract[];
+  /** Body handling (content-type check, JSON parser), applied only to routes that take a body. */
+  bodyParsers: RequestHandler[];
+  port: (moduleId: string) => Record<string, unknown> | undefined;
+  authenticate: Authenticator;
+  internalToken: string | undefined;
+  rateLimits: RateLimits;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export function defaultInput(req: RouteRequest): unknown {
+  return { ...req.query, ...(isPlainObject(req.body) ? req.body : {}), ...req.params };
+}
+
+/** Synchronous for public and internal routes, so the hot public path awaits nothing it does not need. */
+function authorise(route: RouteDef, req: Request, opts: ContractRoutesOptions): Actor | undefined | Promise<Actor | undefined> {
+  const authorization = req.header('authorization');
+  switch (route.auth) {
+    case 'public':
+      return undefined;
+    case 'internal':
+      if (!opts.internalToken || !bearerMatches(authorization, opts.internalToken)) {
+        throw new ContractError('unauthenticated', 'internal credential required');
+      }
+      return { type: 'service', name: 'internal' };
+    case 'user':
+    case 'admin':
+      return authenticated(route, bearerToken(authorization), opts.authenticate);
+  }
+}
+
+async function authenticated(route: RouteDef, token: string | undefined, authenticate: Authenticator): Promise<Actor> {
+  const actor = token ? await authenticate(token) : undefined;
+  if (!actor) throw new ContractError('unauthenticated', 'sign in first: Authorization: Bearer <access token or API key>');
+  if (route.auth === 'admin' && !(actor.type === 'user' && actor.roles.includes('admin'))) {
+    throw new ContractError('forbidden', 'this needs the admin role');
+  }
+  return actor;
+}
+
+/**
+ * Mounts the routes straight on the app with their full paths: one routing layer per route instead of
+ * nested routers, and no body parsing for routes that take no body (the hot GET path stays short).
+ */
+export function mountContractRoutes(app: Express, opts: ContractRoutesOptions): void {
+  for (const contract of opts.contracts) {
+    for (const route of contract.routes) {
+      const op = (contract.operations as Operations)[route.operation]!;
+      const status = route.status ?? 200;
+      const timeoutMs = route.timeoutMs ?? op.timeoutMs;
+      const limitClass = route.rateLimit ?? 'default';
+      const handle = async (req: Request, res: Response) => {
+        res.locals.route = route.path;
+        try {
+          const pending = authorise(route, req, opts);
+          const actor = pending instanceof Promise ? await pending : pending;
+          if (limitClass !== 'none') {
+            await opts.rateLimits.consume(limitClass, actor?.type === 'user' ? `user:${actor.id}` : `ip:${req.ip}`, res);
+          }
+          const port = opts.port(contract.id);
+          const fn = port?.[route.operation] as ((input: unknown) => unknown) | undefined;
+          if (!fn) throw new ContractError('unavailable', `module "${contract.id}" is not bound`);
+          const request: RouteRequest = { params: req.params as Record<string, string>, query: req.query as Record<string, unknown>, body: req.body };
+          const input = route.input ? route.input(request) : defaultInput(request);
+          const ctx = { ...currentContext()!, ...(actor ? { actor } : {}), deadline: Date.now() + timeoutMs };
+          if (op.kind === 'stream') {
+            await streamNdjson(res, runWithContext(ctx, () => fn(input)) as AsyncIterable<unknown>, ctx);
+            return;
+          }
+          const result = await runWithContext(ctx, () => fn(input));
+          if (status === 204) res.status(204).end();
+          else res.status(status).json(result);
+        } catch (err) {
+          sendError(res, toContractError(err));
+        }
+      };
+      const method = route.method.toLowerCase() as 'get' | 'post' | 'put' | 'patch' | 'delete';
+      const takesBody = route.method === 'POST' || route.method === 'PUT' || route.method === 'PATCH';
+      app[method](`${opts.prefix}${route.path}`, ...(takesBody ? opts.bodyParsers : []), handle);
+    }
+  }
+}
+
+/** A body that is not JSON is refused up front rather than silently read as empty. */
+export function requireJson(req: Request, _res: Response, next: NextFunction): void {
+  const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
+  if (hasBody && !req.is('application/json')) {
+    next(new ContractError('unsupported_media_type', `send application/json, not ${req.headers['content-type'] ?? 'an untyped body'}`));
+    return;
+  }
+  next();
+}
+
+async function streamNdjson(res: Response, source: AsyncIterable<unknown>, ctx: RequestContext): Promise<void> {
+  // Every pull runs in the request's context: the producer's work belongs to this request.
+  const iterator = runWithContext(ctx, () => source[Symbol.asyncIterator]());
+  const pull = () => runWithContext(ctx, () => iterator.next());
+  let closed = false;
+  res.on('close', () => {
+    if (!res.writableEnded) {
+      closed = true;
+      void iterator.return?.(undefined);
+    }
+  });
+  try {
+    let next = await pull();
+    res.status(200).type('application/x-ndjson');
+    while (!next.done && !closed) {
+      res.write(`${JSON.stringify(next.value)}\n`);
+      next = await pull();
+    }
+    if (!closed) res.end();
+  } catch (err) {
+    const ce = toContractError(err);
+    if (!res.headersSent) sendError(res, ce);
+    else if (!closed) res.end(`${JSON.stringify({ error: { ...ce.toBody(), requestId: currentContext()?.requestId } })}\n`);
+  }
+}

@@ -1,0 +1,145 @@
+// The edge: express 5 and socket.io on one HTTP server. Generic: it mounts whatever the contracts
+// declare and calls ports; it never knows which module is local or remote.
+import http from 'node:http';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import helmet from 'helmet';
+import cors from 'cors';
+import type { Server as SocketServer } from 'socket.io';
+import type { AnyContract } from '../kernel/contract/define.js';
+import { ContractError } from '../kernel/contract/errors.js';
+import { newRequestId, runWithContext } from '../kernel/context/request-context.js';
+import type { Runtime } from '../kernel/runtime/runtime.js';
+import { createRpcRouter } from '../kernel/transport/rpc-server.js';
+import { bearerMatches, RPC_PREFIX } from '../kernel/transport/wire.js';
+import { refuseAll, bearerToken, type Authenticator } from './authenticator.js';
+import { mountContractRoutes, requireJson } from './contract-routes.js';
+import { docsRouter } from './docs.js';
+import { errorHandler, sendError } from './error-envelope.js';
+import { buildOpenApi } from './openapi.js';
+import { defaultBudgets, RateLimits } from './rate-limit.js';
+import { createSocketServer } from './socket-server.js';
+
+export interface GatewayOptions {
+  runtime: Runtime;
+  version: string;
+  /** Contracts served besides the modules' (the kernel's system contract). */
+  extraContracts: { contract: AnyContract; port: Record<string, unknown> }[];
+  authenticate?: Authenticator;
+}
+
+export interface Gateway {
+  app: express.Express;
+  server: http.Server;
+  io: SocketServer;
+  /** Requests being answered right now (for draining on shutdown). */
+  inFlight(): number;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function createGateway(opts: GatewayOptions): Gateway {
+  const { runtime } = opts;
+  const config = runtime.config;
+  const logger = runtime.logger.child({ component: 'gateway' });
+  const authenticate = opts.authenticate ?? refuseAll;
+  const contracts = [...runtime.contracts(), ...opts.extraContracts.map((e) => e.contract)];
+  const extra = new Map(opts.extraContracts.map((e) => [e.contract.id, e.port]));
+  const portOf = (id: string) => extra.get(id) ?? runtime.portById(id);
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+
+  let inFlight = 0;
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const given = req.header('x-request-id');
+    const requestId = given && REQUEST_ID.test(given) ? given : newRequestId();
+    res.setHeader('X-Request-ID', requestId);
+    inFlight++;
+    const start = process.hrtime.bigint();
+    res.once('close', () => {
+      inFlight--;
+      const route = (res.locals.route as string | undefined) ?? (res.statusCode === 404 ? 'unmatched' : req.path.split('/').slice(0, 2).join('/'));
+      runtime.metrics.observeHttp(req.method, route, res.statusCode, Number(process.hrtime.bigint() - start) / 1e9);
+    });
+    runWithContext({ requestId }, next);
+  });
+  // The API answers JSON, never HTML: a short, strict policy (nothing may load, nothing may frame it).
+  // The docs viewer, an HTML page, gets helmet's full default set instead.
+  const apiHeaders = helmet({
+    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    crossOriginEmbedderPolicy: false,
+    crossOriginOpenerPolicy: false,
+    originAgentCluster: false,
+    xDnsPrefetchControl: false,
+    xDownloadOptions: false,
+    xPermittedCrossDomainPolicies: false,
+    xXssProtection: false,
+  });
+  const pageHeaders = helmet();
+  app.use((req: Request, res: Response, next: NextFunction) => (req.path.startsWith('/docs') ? pageHeaders : apiHeaders)(req, res, next));
+  const corsHeaders = cors({
+    origin: config.AUTOBOT_CORS_ORIGINS,
+    credentials: true,
+    exposedHeaders: ['X-Request-ID', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset', 'Retry-After'],
+  });
+  // CORS concerns browsers on other origins only; a request without Origin needs none of its headers.
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    if (req.headers.origin === undefined) next();
+    else corsHeaders(req, res, next);
+  });
+
+  app.use(
+    RPC_PREFIX,
+    createRpcRouter({ internalToken: config.AUTOBOT_INTERNAL_TOKEN, hosted: (id) => runtime.hosted(id), logger, bodyLimit: '50mb' }),
+  );
+
+  app.get('/metrics', async (req: Request, res: Response) => {
+    res.locals.route = '/metrics';
+    const token = bearerToken(req.header('authorization'));
+    const byToken = config.METRICS_TOKEN !== undefined && bearerMatches(req.header('authorization'), config.METRICS_TOKEN);
+    const actor = !byToken && token ? await authenticate(token) : undefined;
+    if (!byToken && !(actor?.type === 'user' && actor.roles.includes('admin'))) {
+      sendError(res, new ContractError(token ? 'forbidden' : 'unauthenticated', 'metrics need the admin role or METRICS_TOKEN'));
+      return;
+    }
+    res.type(runtime.metrics.registry.contentType).send(await runtime.metrics.registry.metrics());
+  });
+
+  const openapi = buildOpenApi(contracts, { version: opts.version });
+  app.use('/docs', docsRouter('/api/v1/openapi.json'));
+
+  app.get('/api/v1/openapi.json', (_req: Request, res: Response) => {
+    res.locals.route = '/openapi.json';
+    res.json(openapi);
+  });
+  mountContractRoutes(app, {
+    prefix: '/api/v1',
+    contracts,
+    bodyParsers: [requireJson, express.json({ limit: config.AUTOBOT_BODY_LIMIT, strict: false })],
+    port: portOf,
+    authenticate,
+    internalToken: config.AUTOBOT_INTERNAL_TOKEN,
+    rateLimits: new RateLimits(runtime.redis(), { ...defaultBudgets, ...config.AUTOBOT_RATE_LIMITS }),
+  });
+
+  app.use((req: Request, res: Response) => {
+    sendError(res, new ContractError('not_found', `no route ${req.method} ${req.path}`));
+  });
+  app.use(errorHandler(logger));
+
+  const server = http.createServer(app);
+  // Idle keep-alive sockets must not hold a shutdown open, and slow clients must not hold sockets forever.
+  server.keepAliveTimeout = 5000;
+  server.requestTimeout = 120_000;
+  const connections = runtime.redisConnections();
+  const io = createSocketServer(server, {
+    authenticate,
+    corsOrigins: config.AUTOBOT_CORS_ORIGINS,
+    pub: connections.blocking('socket.io-pub'),
+    sub: connections.blocking('socket.io-sub'),
+    logger,
+  });
+  return { app, server, io, inFlight: () => inFlight };
+}

@@ -1,0 +1,62 @@
+// socket.io on the gateway's HTTP server (path /ws): handshakes carry the same credentials as REST,
+// each socket joins its user's room, and the Redis adapter carries room broadcasts across instances.
+import type { Server as HttpServer } from 'node:http';
+import { Server } from 'socket.io';
+import { createAdapter } from '@socket.io/redis-adapter';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { userRoom } from '../kernel/realtime/realtime.js';
+import type { Authenticator } from './authenticator.js';
+
+export interface SocketServerOptions {
+  authenticate: Authenticator;
+  corsOrigins: string[];
+  pub: Redis;
+  sub: Redis;
+  logger: Logger;
+}
+
+interface ConnectError extends Error {
+  data?: { code: string; message: string };
+}
+
+function refusal(code: string, message: string): ConnectError {
+  const err: ConnectError = new Error(message);
+  err.data = { code, message };
+  return err;
+}
+
+export function createSocketServer(http: HttpServer, opts: SocketServerOptions): Server {
+  const io = new Server(http, {
+    path: '/ws',
+    serveClient: false,
+    cors: { origin: opts.corsOrigins, credentials: true },
+    adapter: createAdapter(opts.pub, opts.sub),
+  });
+  io.use((socket, next) => {
+    const token = (socket.handshake.auth as { token?: unknown } | undefined)?.token;
+    if (typeof token !== 'string' || !token) {
+      next(refusal('unauthenticated', 'a token is required: io(url, { path: "/ws", auth: { token } })'));
+      return;
+    }
+    opts
+      .authenticate(token)
+      .then((actor) => {
+        if (!actor || actor.type !== 'user') {
+          next(refusal('unauthenticated', 'the token is not valid'));
+          return;
+        }
+        socket.data.actor = actor;
+        next();
+      })
+      .catch((err: unknown) => {
+        opts.logger.error({ err }, 'socket authentication failed');
+        next(refusal('unavailable', 'authentication is unavailable'));
+      });
+  });
+  io.on('connection', (socket) => {
+    const actor = socket.data.actor as { id: string };
+    void socket.join(userRoom(actor.id));
+  });
+  return io;
+}
