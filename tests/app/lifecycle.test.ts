@@ -1,0 +1,142 @@
+// The whole program as an operator meets it: embedded Redis that starts, persists and goes away with
+// the app; a graceful shutdown that drains; a bad setting that stops the start with a clear message.
+import { afterEach, describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { startTestApp, type TestApp } from '../support/app.js';
+import { spawnApp, freePort } from '../support/process.js';
+import { ADMIN_TOKEN, bearer } from '../support/test-auth.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+/** Pids of processes working in `dir` (Linux /proc); redis-server rewrites its command line, not its cwd. */
+function processesIn(dir: string): number[] {
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        return readlinkSync(`/proc/${d}/cwd`) === dir;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('embedded Redis', () => {
+  it('starts with the app, keeps data across a restart of the app, and is gone after shutdown', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'abm-'));
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const env = { AUTOBOT_DATA_DIR: dataDir };
+
+    const first: TestApp = await startTestApp({ env });
+    const socket = path.join(dataDir, 'redis', 'redis.sock');
+    expect(existsSync(socket)).toBe(true);
+    const health = (await (await fetch(`${first.url}/api/v1/health`)).json()) as { dependencies: { redis: { detail: string } } };
+    expect(health.dependencies.redis.detail).toMatch(/^embedded/);
+    const patch = await fetch(`${first.url}/api/v1/config`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json', ...bearer(ADMIN_TOKEN) },
+      body: JSON.stringify({ health: { checkTimeoutMs: 1234 } }),
+    });
+    expect(patch.status).toBe(200);
+    // startTestApp removes its data dir on stop; stop the server only, to keep the data for the restart.
+    await first.runtime.stop();
+    first.gateway.server.close();
+    expect(existsSync(socket)).toBe(false);
+
+    const second = await startTestApp({ env });
+    cleanups.push(() => second.stop());
+    const read = (await (await fetch(`${second.url}/api/v1/config`, { headers: bearer(ADMIN_TOKEN) })).json()) as {
+      settings: { health: { checkTimeoutMs: number } };
+    };
+    expect(read.settings.health.checkTimeoutMs).toBe(1234);
+  });
+});
+
+describe('graceful shutdown', () => {
+  it('lets an in-flight request finish, refuses new connections, and stops', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'abg-'));
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const app = await startTestApp({ env: { AUTOBOT_DATA_DIR: dataDir } });
+    // /probe/slow has a 200 ms route deadline; 150 ms of work finishes inside it.
+    const inFlight = fetch(`${app.url}/api/v1/probe/slow`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ms: 150 }),
+    });
+    await new Promise((r) => setTimeout(r, 30));
+    const stopping = app.stop();
+    const res = await inFlight;
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { aborted: boolean }).aborted).toBe(false);
+    await stopping;
+    await expect(fetch(`${app.url}/api/v1/health/live`)).rejects.toThrow();
+  });
+
+  it('exits 0 on SIGTERM and takes its embedded Redis down with it', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'abs-'));
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const port = await freePort();
+    const app = await spawnApp(
+      { AUTOBOT_DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'info' },
+      { script: path.resolve(import.meta.dirname, '../../src/main.ts'), readyLine: /"url":"(http[^"]+)".*AutoBot is ready/ },
+    );
+    cleanups.push(() => {
+      if (app.child.exitCode === null) app.child.kill('SIGKILL');
+    });
+    expect((await fetch(`${app.url}/api/v1/health/ready`)).status).toBe(200);
+    const socket = path.join(dataDir, 'redis', 'redis.sock');
+    const redisPids = processesIn(path.join(dataDir, 'redis'));
+    expect(redisPids).toHaveLength(1);
+    app.child.kill('SIGTERM');
+    expect(await app.exited).toBe(0);
+    expect(existsSync(socket)).toBe(false);
+    expect(redisPids.filter(pidAlive)).toEqual([]);
+    expect(app.output()).toContain('stopped');
+  });
+});
+
+describe('start-up errors', () => {
+  it('exits with a message naming a bad variable', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(import.meta.dirname, '../../src/main.ts')], {
+      env: { PATH: process.env.PATH ?? '', PORT: 'not-a-port' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(2);
+    expect(err).toMatch(/Invalid configuration:\n\s+- PORT: /);
+  });
+
+  it('says how to install redis-server or set REDIS_URL when it is missing', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(import.meta.dirname, '../../src/main.ts')], {
+      // A PATH without redis-server (node itself is started by absolute path).
+      env: { PATH: '/nonexistent', AUTOBOT_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'abn-')), LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(1);
+    expect(out).toContain('apt-get install redis-server');
+    expect(out).toContain('REDIS_URL');
+    expect(pidAlive(child.pid!)).toBe(false);
+  });
+});

@@ -1,0 +1,109 @@
+// A saga survives the death of the process running it: the process is SIGKILLed inside step 2 (after
+// step 2's effect landed, before its outcome was journaled); a fresh process resumes the saga from the
+// journal once the dead one's lease expires. Step 1 is not called again, step 2 is called again with
+// the same idempotency key, and every effect is applied exactly once.
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startTestRedis, type TestRedis } from '../../support/redis.js';
+import { ledgerState, type TransferInput } from '../../support/saga-ledger.js';
+import { SagaHarness, waitForSaga } from '../../support/saga-harness.js';
+import { killSagaWorkers, spawnSagaWorker } from '../../support/saga-worker-process.js';
+
+let redis: TestRedis;
+let h: SagaHarness;
+
+beforeAll(async () => {
+  redis = await startTestRedis();
+});
+afterAll(async () => {
+  await redis.stop();
+});
+beforeEach(() => {
+  h = new SagaHarness(redis);
+});
+afterEach(async () => {
+  await killSagaWorkers();
+  await h.close();
+});
+
+const LEASE = { lockMs: 1000, stalledMs: 500 };
+
+async function crashInStepTwo(id: string, input: TransferInput) {
+  // This process only starts sagas and reads the journal; the children run them.
+  const orch = h.orchestrator(undefined);
+  const doomed = spawnSagaWorker({ redisUrl: redis.url, hangOnStep: 'creditTarget', ...LEASE });
+  await doomed.waitForLine('ready');
+  await orch.start('test.transfer', input, { id });
+  expect(await doomed.waitForLine('hanging')).toBe(`hanging ${id}:creditTarget`);
+
+  // The journal at the moment of the crash: step 1's outcome, step 2's intent without an outcome.
+  const before = await orch.get(id);
+  expect(before?.status).toBe('running');
+  expect(before?.currentStep).toBe('creditTarget');
+  expect(before?.steps.map((s) => [s.status, s.attempts])).toEqual([
+    ['completed', 1],
+    ['started', 1],
+    ['pending', 0],
+  ]);
+  expect(before?.steps[1]?.finishedAt).toBeUndefined();
+
+  doomed.child.kill('SIGKILL');
+  await doomed.exited;
+  const fresh = spawnSagaWorker({ redisUrl: redis.url, ...LEASE });
+  await fresh.waitForLine('ready');
+  const after = await waitForSaga(orch, id, ['completed', 'compensated', 'failed'], 20_000).catch((err: Error) => {
+    throw new Error(`${err.message}\nfresh worker stderr:\n${fresh.stderr()}`);
+  });
+  return { after, fresh };
+}
+
+describe('saga crash recovery', () => {
+  it('resumes a saga in another process after the one running it is killed, applying each effect once', async () => {
+    await h.setBalances({ alice: 100, bob: 0, carol: 10 });
+    const id = 'crash-complete';
+    const { after } = await crashInStepTwo(id, { from: 'alice', to: 'bob', amount: 30, feePayer: 'carol', fee: 5 });
+
+    expect(after.status).toBe('completed');
+    expect(after.steps.map((s) => [s.name, s.status, s.attempts])).toEqual([
+      ['debitSource', 'completed', 1],
+      ['creditTarget', 'completed', 2],
+      ['chargeFee', 'completed', 1],
+    ]);
+    // The repeated call found its effect applied and answered the original outcome.
+    expect(after.steps[1]?.result).toMatchObject({ account: 'bob', amount: 30, balance: 30, applied: false });
+
+    const keys = [`${id}:debitSource`, `${id}:creditTarget`, `${id}:chargeFee`];
+    const state = await ledgerState(h.ledgerRedis, ['alice', 'bob', 'carol'], keys);
+    expect(state.calls).toEqual({ [keys[0]!]: 1, [keys[1]!]: 2, [keys[2]!]: 1 });
+    expect(state.applied).toEqual({ [keys[0]!]: 1, [keys[1]!]: 1, [keys[2]!]: 1 });
+    expect(state.balances).toEqual({ alice: 70, bob: 30, carol: 5 });
+  });
+
+  it('compensates a resumed saga whose later step fails, undoing each effect once', async () => {
+    await h.setBalances({ alice: 100, bob: 0, carol: 1 });
+    const id = 'crash-compensate';
+    const { after } = await crashInStepTwo(id, { from: 'alice', to: 'bob', amount: 30, feePayer: 'carol', fee: 5 });
+
+    expect(after.status).toBe('compensated');
+    expect(after.error).toMatchObject({ step: 'chargeFee', phase: 'step', code: 'conflict' });
+    expect(after.steps.map((s) => [s.name, s.status, s.attempts])).toEqual([
+      ['debitSource', 'compensated', 1],
+      ['creditTarget', 'compensated', 2],
+      ['chargeFee', 'compensated', 1],
+    ]);
+
+    const steps = ['debitSource', 'creditTarget', 'chargeFee'];
+    const keys = [...steps.map((s) => `${id}:${s}`), ...steps.map((s) => `${id}:${s}:compensate`)];
+    const state = await ledgerState(h.ledgerRedis, ['alice', 'bob', 'carol'], keys);
+    expect(state.applied).toEqual({
+      [`${id}:debitSource`]: 1,
+      [`${id}:creditTarget`]: 1,
+      [`${id}:chargeFee`]: 0,
+      [`${id}:debitSource:compensate`]: 1,
+      [`${id}:creditTarget:compensate`]: 1,
+      [`${id}:chargeFee:compensate`]: 0,
+    });
+    expect(state.calls[`${id}:debitSource`]).toBe(1);
+    expect(state.calls[`${id}:creditTarget`]).toBe(2);
+    expect(state.balances).toEqual({ alice: 100, bob: 0, carol: 1 });
+  });
+});

@@ -1,0 +1,113 @@
+// The config module's contract, run against the local and the HTTP binding: the same behaviour on
+// both sides of a wire is what lets the module be lifted.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configContract, REDACTED } from '../../../src/modules/config/contract.js';
+import type { Port } from '../../../src/kernel/contract/define.js';
+import { startTestRedis, type TestRedis } from '../../support/redis.js';
+import { startTestApp, type TestApp } from '../../support/app.js';
+import { bindingKinds, portFor } from '../../support/bindings.js';
+import { probeContract } from '../../support/probe-module.js';
+
+describe.each(bindingKinds)('config contract (%s binding)', (kind) => {
+  let redis: TestRedis;
+  let app: TestApp;
+  let config: Port<typeof configContract>;
+
+  beforeAll(async () => {
+    redis = await startTestRedis();
+    app = await startTestApp({ redisUrl: redis.url });
+    config = portFor(kind, app, configContract);
+  });
+  afterAll(async () => {
+    await app?.stop();
+    await redis?.stop();
+  });
+
+  async function expectCode(p: Promise<unknown>, code: string) {
+    await expect(p).rejects.toMatchObject({ code });
+  }
+
+  it('reads every namespace with its defaults before anything is set', async () => {
+    const { version, settings } = await config.getSettings({});
+    expect(version).toBe(0);
+    expect(settings.health).toEqual({ checkTimeoutMs: 1500 });
+    expect(settings.probe).toEqual({ greeting: 'hello', limit: 5 });
+  });
+
+  it('changes a field, bumps the version and tells subscribers', async () => {
+    const after = await config.updateSettings({ changes: { probe: { greeting: 'hi there' } } });
+    expect(after.version).toBe(1);
+    expect(after.settings.probe).toMatchObject({ greeting: 'hi there', limit: 5 });
+    expect((await config.getSettings({})).settings.probe!.greeting).toBe('hi there');
+    const probe = app.runtime.port(probeContract);
+    await expect.poll(async () => (await probe.seenEvents({})).items, { timeout: 5000 }).toContain(
+      'config.settings.changed:{"namespaces":["probe"],"version":1}',
+    );
+  });
+
+  it('reloads a module that subscribed to its namespace (health picks up its new timeout)', async () => {
+    await config.updateSettings({ changes: { health: { checkTimeoutMs: 700 } } });
+    const { HealthService } = await import('../../../src/modules/health/service.js');
+    const hosted = app.runtime.hosted('health');
+    expect(hosted).toBeDefined();
+    // The service reads its settings through the config port when the event arrives.
+    await expect
+      .poll(async () => (await config.getModuleSettings({ module: 'health' })).settings.checkTimeoutMs)
+      .toBe(700);
+    expect(HealthService).toBeTypeOf('function');
+  });
+
+  it('refuses an invalid value naming the field, and writes nothing', async () => {
+    const before = await config.getSettings({});
+    const err = await config.updateSettings({ changes: { probe: { limit: 99, greeting: 'ok' } } }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'invalid_input', details: [{ path: 'probe.limit' }] });
+    expect(await config.getSettings({})).toEqual(before);
+  });
+
+  it('refuses unknown namespaces and fields', async () => {
+    await expect(config.updateSettings({ changes: { nope: { a: 1 } } })).rejects.toMatchObject({
+      code: 'invalid_input',
+      details: [{ path: 'nope' }],
+    });
+    await expect(config.updateSettings({ changes: { probe: { colour: 'red' } } })).rejects.toMatchObject({
+      code: 'invalid_input',
+      details: [{ path: 'probe.colour' }],
+    });
+    await expectCode(config.updateSettings({ changes: {} }), 'invalid_input');
+    await expectCode(config.updateSettings({ changes: 'all' } as never), 'invalid_input');
+  });
+
+  it('redacts secrets on the admin view, keeps them for the owning module, and keeps them when the placeholder comes back', async () => {
+    await config.updateSettings({ changes: { probe: { apiKey: 'sk-very-secret' } } });
+    const view = await config.getSettings({});
+    expect(view.settings.probe!.apiKey).toBe(REDACTED);
+    expect(JSON.stringify(view)).not.toContain('sk-very-secret');
+    expect((await config.getModuleSettings({ module: 'probe' })).settings.apiKey).toBe('sk-very-secret');
+    // A client that PATCHes back what it read must not overwrite the secret with the placeholder.
+    await config.updateSettings({ changes: { probe: { apiKey: REDACTED, limit: 3 } } });
+    expect((await config.getModuleSettings({ module: 'probe' })).settings).toMatchObject({ apiKey: 'sk-very-secret', limit: 3 });
+  });
+
+  it('resets a field to its default with null', async () => {
+    await config.updateSettings({ changes: { probe: { limit: null } } });
+    expect((await config.getModuleSettings({ module: 'probe' })).settings.limit).toBe(5);
+  });
+
+  it('answers not_found for a namespace nobody declared', async () => {
+    await expectCode(config.getModuleSettings({ module: 'ghost' }), 'not_found');
+  });
+
+  it('applies concurrent changes without losing any', async () => {
+    const before = (await config.getSettings({})).version;
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) => config.updateSettings({ changes: { probe: { greeting: `g${i}` } } })),
+    );
+    expect((await config.getSettings({})).version).toBe(before + 8);
+  });
+
+  it('publishes a JSON Schema per namespace, marking secrets', async () => {
+    const { namespaces } = await config.getSchema({});
+    expect(namespaces.health).toMatchObject({ type: 'object', properties: { checkTimeoutMs: { type: 'integer', default: 1500 } } });
+    expect(namespaces.probe).toMatchObject({ properties: { apiKey: { type: 'string', secret: true } } });
+  });
+});

@@ -1,0 +1,50 @@
+// Starts a whole AutoBot in this test process (runtime + gateway on an ephemeral port) on a private
+// Redis, with the modules a test asks for.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startServer, type RunningServer, type ServerOptions } from '../../src/app/server.js';
+import { loadConfig } from '../../src/kernel/config/app-config.js';
+import { createLogger } from '../../src/kernel/log/logger.js';
+import type { AnyModule } from '../../src/kernel/module/define-module.js';
+import { catalogue } from '../../src/modules/catalogue.js';
+import { probeModule } from './probe-module.js';
+import { testAuthenticator } from './test-auth.js';
+
+export const INTERNAL_TOKEN = 'test-internal-token-0123456789';
+
+export const testCatalogue: readonly AnyModule[] = [...catalogue, probeModule as unknown as AnyModule];
+
+export interface TestApp extends RunningServer {
+  dataDir: string;
+}
+
+export async function startTestApp(
+  opts: { redisUrl?: string; env?: Record<string, string>; auth?: boolean } & Partial<Omit<ServerOptions, 'config'>> = {},
+): Promise<TestApp> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'aba-'));
+  const config = loadConfig({
+    PORT: '0',
+    AUTOBOT_DATA_DIR: dataDir,
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    AUTOBOT_INTERNAL_TOKEN: INTERNAL_TOKEN,
+    ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl } : {}),
+    ...opts.env,
+  });
+  const server = await startServer({
+    config,
+    catalogue: opts.catalogue ?? testCatalogue,
+    logger: opts.logger ?? createLogger(config.LOG_LEVEL),
+    ...(opts.auth === false ? {} : { authenticate: opts.authenticate ?? testAuthenticator }),
+    ...(opts.sagaLease ? { sagaLease: opts.sagaLease } : {}),
+    eventRetryDelayMs: opts.eventRetryDelayMs ?? 200,
+  });
+  return {
+    ...server,
+    dataDir,
+    async stop() {
+      await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
