@@ -15,7 +15,8 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { currentContext, runWithContext, type RequestContext } from '../context/request-context.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { Redis, RedisConnections } from '../redis/redis-connections.js';
+import { quitWithin, type Redis, type RedisConnections } from '../redis/redis-connections.js';
+import { settlesWithin } from '../time/settles-within.js';
 import { assertEventType, decodeEnvelope, encodeEnvelope, type EventEnvelope, type EventHandler } from './envelope.js';
 
 export type { EventEnvelope, EventHandler };
@@ -519,28 +520,6 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, message: string):
   });
   try {
     return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * QUIT within `ms`, else cut the connection. Waits for the socket to end, not just for QUIT's reply,
- * so that RedisConnections.closeAll() afterwards does not write to a closing socket.
- */
-async function quitWithin(connection: Redis, ms: number): Promise<boolean> {
-  if (connection.status === 'end') return true;
-  const ended = new Promise<void>((resolve) => connection.once('end', () => resolve()));
-  const done = await settlesWithin(Promise.all([connection.quit(), ended]), ms);
-  if (!done) connection.disconnect();
-  return done;
-}
-
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))));
-  try {
-    return await Promise.race([promise.then(() => true, () => true), timeout]);
   } finally {
     clearTimeout(timer);
   }

@@ -4,7 +4,8 @@
 // and shut down gracefully within a deadline.
 import { Queue, Worker, type DefaultJobOptions, type Processor, type QueueOptions } from 'bullmq';
 import type { Logger } from 'pino';
-import type { Redis, RedisConnections } from '../redis/redis-connections.js';
+import { quitWithin, type Redis, type RedisConnections } from '../redis/redis-connections.js';
+import { settlesWithin } from '../time/settles-within.js';
 
 export type { Processor };
 
@@ -172,28 +173,5 @@ export class Jobs {
       this.logger.warn({ deadlineMs }, 'job queues did not close before the shutdown deadline: disconnecting');
       this.queueConnection.disconnect();
     }
-  }
-}
-
-/**
- * QUIT within `ms`, else cut the connection. Waits for the socket to end, not just for QUIT's reply,
- * so that RedisConnections.closeAll() afterwards does not write to a closing socket.
- */
-async function quitWithin(connection: Redis, ms: number): Promise<boolean> {
-  if (connection.status === 'end') return true;
-  const ended = new Promise<void>((resolve) => connection.once('end', () => resolve()));
-  const done = await settlesWithin(Promise.all([connection.quit(), ended]), ms);
-  if (!done) connection.disconnect();
-  return done;
-}
-
-/** Whether `promise` settles (either way) within `ms`; a rejection is not an error here, only lateness is. */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))));
-  try {
-    return await Promise.race([promise.then(() => true, () => true), timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -2,6 +2,7 @@
 // database and a `<module>:` key prefix, so it cannot even name another module's keys.
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
+import { settlesWithin } from '../time/settles-within.js';
 
 export type { Redis };
 
@@ -98,4 +99,16 @@ export async function checkEvictionPolicy(client: Redis, logger: Logger): Promis
     logger.warn({ err: (err as Error).message }, 'could not read the Redis eviction policy (CONFIG GET refused); make sure it is "noeviction"');
     return undefined;
   }
+}
+
+/**
+ * QUIT within `ms`, else cut the connection. Waits for the socket to end, not just for QUIT's reply,
+ * so that closeAll() afterwards does not write to a closing socket.
+ */
+export async function quitWithin(connection: Redis, ms: number): Promise<boolean> {
+  if (connection.status === 'end') return true;
+  const ended = new Promise<void>((resolve) => connection.once('end', () => resolve()));
+  const done = await settlesWithin(Promise.all([connection.quit(), ended]), ms);
+  if (!done) connection.disconnect();
+  return done;
 }
