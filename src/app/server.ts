@@ -51,7 +51,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   const system = createLocalBinding(
     systemContract,
-    systemHandlers({ system: runtime.systemInfo(), instances: () => runtime.instances(), sagas: () => runtime.sagas }),
+    systemHandlers({
+      system: runtime.systemInfo(),
+      instances: () => runtime.instances(),
+      sagas: () => runtime.sagas,
+      events: () => runtime.events,
+    }),
     { metrics: runtime.metrics, logger },
   );
   const gateway = createGateway({

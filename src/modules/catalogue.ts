@@ -4,4 +4,4 @@ import type { AnyModule } from '../kernel/module/define-module.js';
 import { configModule } from './config/module.js';
 import { healthModule } from './health/module.js';
 
-export const catalogue: readonly AnyModule[] = [configModule, healthModule] as unknown as readonly AnyModule[];
+export const catalogue: readonly AnyModule[] = [configModule, healthModule];

@@ -210,6 +210,7 @@ describe('OpenAPI and docs', () => {
       'GET /api/v1/services system.listServices',
       'GET /api/v1/sagas system.listSagas',
       'GET /api/v1/sagas/{id} system.getSaga',
+      'GET /api/v1/events/dead system.listDeadEvents',
     ]) {
       expect(ops).toContain(expected);
     }

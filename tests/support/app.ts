@@ -13,7 +13,7 @@ import { testAuthenticator } from './test-auth.js';
 
 export const INTERNAL_TOKEN = 'test-internal-token-0123456789';
 
-export const testCatalogue: readonly AnyModule[] = [...catalogue, probeModule as unknown as AnyModule];
+export const testCatalogue: readonly AnyModule[] = [...catalogue, probeModule];
 
 export interface TestApp extends RunningServer {
   dataDir: string;

@@ -67,7 +67,9 @@ export class ProbeService implements Handlers<typeof probeContract> {
     return { items: await this.redis.lrange('events', 0, -1) };
   }
 
+  /** Fails while the `fail-events` key is set, so tests can watch retries and dead letters. */
   async record(type: string, payload: unknown) {
+    if (await this.redis.exists('fail-events')) throw new Error('probe refuses events (fail-events is set)');
     await this.redis.rpush('events', `${type}:${JSON.stringify(payload)}`);
   }
 }

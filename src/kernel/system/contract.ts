@@ -47,9 +47,28 @@ const saga = z.object({
   steps: z.array(sagaStep),
 });
 
+const deadLetter = z.object({
+  id: z.string(),
+  moduleId: z.string(),
+  type: z.string(),
+  attempts: z.number().int(),
+  error: z.string(),
+  failedAt: z.string(),
+  event: z.object({
+    id: z.string(),
+    type: z.string(),
+    version: z.number(),
+    occurredAt: z.string(),
+    source: z.string(),
+    requestId: z.string().optional(),
+    actor: z.unknown().optional(),
+    payload: z.unknown(),
+  }),
+});
+
 export const systemContract = defineContract({
   id: 'system',
-  summary: 'Module instances (local and remote) and the saga journal.',
+  summary: 'Module instances (local and remote), the saga journal and dead-lettered events.',
   operations: {
     listServices: operation({
       input: z.object({}),
@@ -67,11 +86,21 @@ export const systemContract = defineContract({
       idempotent: true,
     }),
     getSaga: operation({ input: z.object({ id: z.string().min(1) }), output: saga, idempotent: true }),
+    listDeadEvents: operation({
+      input: z.object({
+        module: z.string().optional(),
+        limit: z.coerce.number().int().min(1).max(100).default(20),
+      }),
+      output: z.object({ items: z.array(deadLetter) }),
+      idempotent: true,
+      summary: 'Event deliveries that failed every attempt, newest first',
+    }),
   },
   errors: ['not_found'],
   routes: [
     { method: 'GET', path: '/services', operation: 'listServices', auth: 'admin' },
     { method: 'GET', path: '/sagas', operation: 'listSagas', auth: 'admin' },
     { method: 'GET', path: '/sagas/:id', operation: 'getSaga', auth: 'admin' },
+    { method: 'GET', path: '/events/dead', operation: 'listDeadEvents', auth: 'admin' },
   ],
 });

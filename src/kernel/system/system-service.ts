@@ -3,12 +3,14 @@ import { ContractError } from '../contract/errors.js';
 import type { SystemInfo } from '../module/tokens.js';
 import type { InstanceInfo } from '../registry/instance-registry.js';
 import type { SagaOrchestrator } from '../sagas/saga-orchestrator.js';
+import type { EventBus } from '../events/event-bus.js';
 import type { systemContract } from './contract.js';
 
 export function systemHandlers(deps: {
   system: SystemInfo;
   instances: () => InstanceInfo[];
   sagas: () => SagaOrchestrator;
+  events: () => EventBus;
 }): Handlers<typeof systemContract> {
   return {
     async listServices() {
@@ -32,6 +34,9 @@ export function systemHandlers(deps: {
     },
     async listSagas(input) {
       return deps.sagas().list(input);
+    },
+    async listDeadEvents({ module, limit }) {
+      return { items: await deps.events().deadLetters({ limit, ...(module ? { moduleId: module } : {}) }) };
     },
     async getSaga({ id }) {
       const saga = await deps.sagas().get(id);
