@@ -50,6 +50,8 @@ export function createGateway(opts: GatewayOptions): Gateway {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'simple');
+  // Which proxies may tell us the client address (X-Forwarded-For); never all of them.
+  app.set('trust proxy', config.AUTOBOT_TRUST_PROXY);
 
   let inFlight = 0;
   app.use((req: Request, res: Response, next: NextFunction) => {
@@ -63,7 +65,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
       const route = (res.locals.route as string | undefined) ?? (res.statusCode === 404 ? 'unmatched' : req.path.split('/').slice(0, 2).join('/'));
       runtime.metrics.observeHttp(req.method, route, res.statusCode, Number(process.hrtime.bigint() - start) / 1e9);
     });
-    runWithContext({ requestId }, next);
+    runWithContext({ requestId, ...(req.ip ? { clientAddress: req.ip } : {}) }, next);
   });
   // The API answers JSON, never HTML: a short, strict policy (nothing may load, nothing may frame it).
   // The docs viewer, an HTML page, gets helmet's full default set instead.

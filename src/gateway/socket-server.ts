@@ -5,7 +5,7 @@ import { Server } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { userRoom } from '../kernel/realtime/realtime.js';
+import { sessionRoom, userRoom } from '../kernel/realtime/realtime.js';
 import type { Authenticator } from './authenticator.js';
 
 export interface SocketServerOptions {
@@ -55,8 +55,8 @@ export function createSocketServer(http: HttpServer, opts: SocketServerOptions):
       });
   });
   io.on('connection', (socket) => {
-    const actor = socket.data.actor as { id: string };
-    void socket.join(userRoom(actor.id));
+    const actor = socket.data.actor as { id: string; sessionId?: string };
+    void socket.join(actor.sessionId ? [userRoom(actor.id), sessionRoom(actor.sessionId)] : userRoom(actor.id));
   });
   return io;
 }

@@ -82,6 +82,12 @@ export const probeModule = defineModule({
     c.registerSingleton(ProbeService);
   },
   implementation: ProbeService,
+  // Answers its health check after `health-delay` ms (a Redis key), so tests can make it slow.
+  async health(c) {
+    const delay = Number((await c.resolve<Redis>(ModuleRedis).get('health-delay')) ?? 0);
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    return { status: 'ok' };
+  },
   async start(c) {
     const service = c.resolve(ProbeService);
     await c.resolve(ModuleEventsToken).subscribe({

@@ -61,6 +61,14 @@ export const envSchema = z
     AUTOBOT_INTERNAL_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
     AUTOBOT_ADVERTISE_URL: httpUrl.optional(),
     AUTOBOT_CORS_ORIGINS: z.string().optional().transform(list).pipe(z.array(httpUrl)),
+    AUTOBOT_TRUST_PROXY: z
+      .string()
+      .optional()
+      .refine((v) => !v || !['true', '*', 'all'].includes(v.trim().toLowerCase()), {
+        message: 'never trust every proxy: name them (loopback, uniquelocal, 10.0.0.0/8, …) or give a hop count',
+      })
+      .transform((v): false | number | string[] => (!v ? false : /^\d+$/.test(v.trim()) ? Number(v) : list(v))),
+    AUTOBOT_ADMIN_PASSWORD: z.string().min(12, 'must be at least 12 characters').max(256).optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
     AUTOBOT_BODY_LIMIT: z.string().regex(/^\d+(b|kb|mb)$/i, 'like 1mb or 512kb').default('1mb'),

@@ -23,6 +23,8 @@ export interface RequestContext {
   readonly deadline?: number;
   /** Set by the saga orchestrator: `<sagaId>:<step>`; operations with effects use it to apply them once. */
   readonly idempotencyKey?: string;
+  /** The end user's network address as the gateway saw it (after trusted proxies), for abuse limits. */
+  readonly clientAddress?: string;
 }
 
 const storage = new AsyncLocalStorage<RequestContext>();

@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { AnyContract, HealthReport } from '../contract/define.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { AppConfig } from '../config/app-config.js';
 import type { ModuleJobs } from '../jobs/jobs.js';
 import type { Realtime } from '../realtime/realtime.js';
 import type { SagaRecord } from '../sagas/saga-record.js';
@@ -22,6 +23,8 @@ export const RealtimeToken: InjectionToken<Realtime> = Symbol.for('autobot.kerne
 export const ModuleSagasToken: InjectionToken<ModuleSagas> = Symbol.for('autobot.kernel.sagas');
 export const SettingsCatalogToken: InjectionToken<SettingsCatalog> = Symbol.for('autobot.kernel.settings-catalog');
 export const SystemInfoToken: InjectionToken<SystemInfo> = Symbol.for('autobot.kernel.system-info');
+/** The process configuration (environment), for the few modules that read a variable of their own. */
+export const ProcessConfigToken: InjectionToken<AppConfig> = Symbol.for('autobot.kernel.process-config');
 
 export interface PublishedEvent {
   id: string;

@@ -6,6 +6,7 @@ import type { Redis } from 'ioredis';
 
 export const userRoom = (userId: string) => `user:${userId}`;
 export const chatRoom = (chatId: string) => `chat:${chatId}`;
+export const sessionRoom = (sessionId: string) => `session:${sessionId}`;
 
 export class Realtime {
   private readonly emitter: Emitter;
@@ -22,8 +23,13 @@ export class Realtime {
     this.emitter.to(chatRoom(chatId)).emit(event, payload);
   }
 
-  /** Closes every open socket of a user (after logout or revocation), on every instance. */
+  /** Closes every open socket of a user (after revocation of all their sessions), on every instance. */
   disconnectUser(userId: string): void {
     this.emitter.in(userRoom(userId)).disconnectSockets(true);
+  }
+
+  /** Closes the sockets opened with one session's tokens (after its logout), on every instance. */
+  disconnectSession(sessionId: string): void {
+    this.emitter.in(sessionRoom(sessionId)).disconnectSockets(true);
   }
 }

@@ -18,6 +18,7 @@ import {
   ModuleLogger,
   ModuleRedis,
   ModuleSagasToken,
+  ProcessConfigToken,
   RealtimeToken,
   SettingsCatalogToken,
   SystemInfoToken,
@@ -193,6 +194,7 @@ export class Runtime {
     root.registerInstance(MetricsToken, this.metrics);
     root.registerInstance(SettingsCatalogToken, this.settingsCatalog());
     root.registerInstance(SystemInfoToken, this.systemInfo());
+    root.registerInstance(ProcessConfigToken, config);
 
     for (const def of hosted) {
       const h = this.buildModule(def, root);

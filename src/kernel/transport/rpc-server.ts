@@ -30,11 +30,13 @@ function contextOf(req: Request): RequestContext {
   const deadlineRaw = Number(req.header(headers.deadline));
   const actor = decodeActor(req.header(headers.actor));
   const idempotencyKey = req.header(headers.idempotencyKey);
+  const clientAddress = req.header(headers.clientAddress);
   return {
     requestId,
     ...(actor ? { actor } : {}),
     ...(Number.isFinite(deadlineRaw) && deadlineRaw > 0 ? { deadline: deadlineRaw } : {}),
     ...(idempotencyKey ? { idempotencyKey } : {}),
+    ...(clientAddress ? { clientAddress } : {}),
   };
 }
 

@@ -14,6 +14,7 @@ export const headers = {
   actor: 'x-autobot-actor',
   deadline: 'x-autobot-deadline',
   idempotencyKey: 'x-autobot-idempotency-key',
+  clientAddress: 'x-autobot-client-address',
 } as const;
 
 export function encodeActor(actor: Actor): string {
@@ -35,6 +36,7 @@ export function contextHeaders(ctx: RequestContext | undefined, deadline: number
   if (ctx?.requestId) h[headers.requestId] = ctx.requestId;
   if (ctx?.actor) h[headers.actor] = encodeActor(ctx.actor);
   if (ctx?.idempotencyKey) h[headers.idempotencyKey] = ctx.idempotencyKey;
+  if (ctx?.clientAddress) h[headers.clientAddress] = ctx.clientAddress;
   return h;
 }
 

@@ -6,6 +6,10 @@ import { defineContract, operation } from '../../kernel/contract/index.js';
 const status = z.enum(['ok', 'degraded', 'down']);
 const check = z.object({ status, detail: z.string().optional() });
 
+export const healthSettings = z.object({
+  checkTimeoutMs: z.number().int().min(50).max(30_000).default(1500).describe('Longest wait for one module or dependency check'),
+});
+
 export const healthContract = defineContract({
   id: 'health',
   summary: 'Liveness, readiness and aggregated health of modules and dependencies.',
@@ -39,9 +43,7 @@ export const healthContract = defineContract({
     }),
   },
   errors: ['unavailable'],
-  settings: z.object({
-    checkTimeoutMs: z.number().int().min(50).max(30_000).default(1500).describe('Longest wait for one module or dependency check'),
-  }),
+  settings: healthSettings,
   routes: [
     { method: 'GET', path: '/health', operation: 'getHealth', auth: 'public', rateLimit: 'none' },
     { method: 'GET', path: '/health/live', operation: 'getLive', auth: 'public', rateLimit: 'none' },

@@ -15,11 +15,11 @@ export const healthModule = defineModule({
   implementation: HealthService,
   async start(c) {
     const service = c.resolve(HealthService);
-    await service.reloadSettings();
+    await service.settings.reload();
     await c.resolve(ModuleEventsToken).subscribe({
       'config.settings.changed': async (event) => {
         const { namespaces } = event.payload as { namespaces: string[] };
-        if (namespaces.includes('health')) await service.reloadSettings();
+        if (namespaces.includes('health')) await service.settings.reload();
       },
     });
   },

@@ -2,13 +2,11 @@ import { inject, injectable } from 'tsyringe';
 import type { Logger } from 'pino';
 import type { Handlers, HealthReport, Port } from '../../kernel/contract/define.js';
 import { ContractError } from '../../kernel/contract/errors.js';
-import { withContext } from '../../kernel/context/request-context.js';
+import { SettingsHolder } from '../../kernel/module/settings-holder.js';
 import { ModuleLogger, SystemInfoToken, type SystemInfo } from '../../kernel/module/tokens.js';
 import { configContract } from '../config/contract.js';
-import { healthContract } from './contract.js';
+import { healthContract, healthSettings } from './contract.js';
 
-type Settings = { checkTimeoutMs: number };
-const DEFAULTS: Settings = { checkTimeoutMs: 1500 };
 
 async function bounded(check: () => Promise<HealthReport>, timeoutMs: number): Promise<HealthReport> {
   let timer: NodeJS.Timeout | undefined;
@@ -28,29 +26,22 @@ async function bounded(check: () => Promise<HealthReport>, timeoutMs: number): P
 
 @injectable()
 export class HealthService implements Handlers<typeof healthContract> {
-  private settings: Settings = DEFAULTS;
+  readonly settings: SettingsHolder<typeof healthSettings>;
 
   constructor(
     @inject(SystemInfoToken) private readonly system: SystemInfo,
-    @inject(configContract.token) private readonly config: Port<typeof configContract>,
-    @inject(ModuleLogger) private readonly logger: Logger,
-  ) {}
-
-  /** Reads this module's settings; when config cannot be reached the last known (or default) values stay. */
-  async reloadSettings(): Promise<void> {
-    try {
-      // Bounded: at start, a remote config that is down must not hold this module back.
-      const { settings } = await withContext({ deadline: Date.now() + 2000 }, () =>
-        this.config.getModuleSettings({ module: healthContract.id }),
-      );
-      this.settings = healthContract.settings!.parse(settings) as Settings;
-    } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, 'health settings not loaded; keeping the current ones');
-    }
+    @inject(configContract.token) config: Port<typeof configContract>,
+    @inject(ModuleLogger) logger: Logger,
+  ) {
+    this.settings = new SettingsHolder(
+      healthSettings,
+      async () => (await config.getModuleSettings({ module: healthContract.id })).settings,
+      logger,
+    );
   }
 
-  currentSettings(): Settings {
-    return this.settings;
+  private get checkTimeoutMs(): number {
+    return this.settings.current().checkTimeoutMs;
   }
 
   getLive() {
@@ -59,7 +50,7 @@ export class HealthService implements Handlers<typeof healthContract> {
 
   private async dependencies(onlyCritical: boolean) {
     const deps = Object.entries(this.system.dependencies()).filter(([, d]) => !onlyCritical || d.critical);
-    const results = await Promise.all(deps.map(async ([name, d]) => [name, await bounded(d.check, this.settings.checkTimeoutMs), d.critical] as const));
+    const results = await Promise.all(deps.map(async ([name, d]) => [name, await bounded(d.check, this.checkTimeoutMs), d.critical] as const));
     return results;
   }
 
@@ -76,7 +67,7 @@ export class HealthService implements Handlers<typeof healthContract> {
       this.dependencies(false),
       Promise.all(
         this.system.modules().map(async (m) => {
-          const r = m.id === healthContract.id ? { status: 'ok' as const } : await bounded(m.health, this.settings.checkTimeoutMs);
+          const r = m.id === healthContract.id ? { status: 'ok' as const } : await bounded(m.health, this.checkTimeoutMs);
           return [m.id, { ...r, where: m.where, ...(m.url ? { url: m.url } : {}), ...(m.breaker ? { breaker: m.breaker } : {}) }] as const;
         }),
       ),

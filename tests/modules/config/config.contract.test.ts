@@ -2,7 +2,9 @@
 // both sides of a wire is what lets the module be lifted.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configContract, REDACTED } from '../../../src/modules/config/contract.js';
+import { Redis } from 'ioredis';
 import type { Port } from '../../../src/kernel/contract/define.js';
+import { healthContract } from '../../../src/modules/health/contract.js';
 import { startTestRedis, type TestRedis } from '../../support/redis.js';
 import { startTestApp, type TestApp } from '../../support/app.js';
 import { bindingKinds, portFor } from '../../support/bindings.js';
@@ -45,16 +47,21 @@ describe.each(bindingKinds)('config contract (%s binding)', (kind) => {
     );
   });
 
-  it('reloads a module that subscribed to its namespace (health picks up its new timeout)', async () => {
-    await config.updateSettings({ changes: { health: { checkTimeoutMs: 700 } } });
-    const { HealthService } = await import('../../../src/modules/health/service.js');
-    const hosted = app.runtime.hosted('health');
-    expect(hosted).toBeDefined();
-    // The service reads its settings through the config port when the event arrives.
-    await expect
-      .poll(async () => (await config.getModuleSettings({ module: 'health' })).settings.checkTimeoutMs)
-      .toBe(700);
-    expect(HealthService).toBeTypeOf('function');
+  it('reloads a module that subscribed to its namespace (health applies its new check timeout)', async () => {
+    const probeDb = new Redis({ path: redis.target.path!, db: 12, keyPrefix: 'probe:' });
+    try {
+      await probeDb.set('health-delay', '400');
+      const health = app.runtime.port(healthContract);
+      expect((await health.getHealth({})).modules.probe!.status).toBe('ok');
+      await config.updateSettings({ changes: { health: { checkTimeoutMs: 100 } } });
+      await expect
+        .poll(async () => (await health.getHealth({})).modules.probe, { timeout: 5000 })
+        .toMatchObject({ status: 'down', detail: 'no answer within 100 ms' });
+    } finally {
+      await probeDb.del('health-delay');
+      await config.updateSettings({ changes: { health: { checkTimeoutMs: null } } });
+      probeDb.disconnect();
+    }
   });
 
   it('refuses an invalid value naming the field, and writes nothing', async () => {
