@@ -12,13 +12,14 @@ import { systemHandlers } from '../kernel/system/system-service.js';
 import { createGateway, type Gateway } from '../gateway/gateway.js';
 import type { Authenticator } from '../gateway/authenticator.js';
 import { catalogue as defaultCatalogue } from '../modules/catalogue.js';
+import { authContract } from '../modules/auth/contract.js';
 import { version } from './version.js';
 
 export interface ServerOptions {
   config: AppConfig;
   catalogue?: readonly AnyModule[];
   logger?: Logger;
-  /** Until the auth module is wired, tests supply a stand-in here. */
+  /** Replaces the auth module's port as the judge of credentials (tests of the kernel and gateway). */
   authenticate?: Authenticator;
   sagaLease?: RuntimeOptions['sagaLease'];
   eventRetryDelayMs?: number;
@@ -63,7 +64,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     runtime,
     version,
     extraContracts: [{ contract: systemContract, port: system as Record<string, unknown> }],
-    ...(opts.authenticate ? { authenticate: opts.authenticate } : {}),
+    ...(opts.authenticate ? { authenticate: opts.authenticate } : authPortAuthenticator(runtime)),
   });
   await new Promise<void>((resolve, reject) => {
     gateway.server.once('error', reject);
@@ -78,6 +79,16 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   let stopping: Promise<void> | undefined;
   const stop = () => (stopping ??= shutdown(gateway, runtime, config.AUTOBOT_SHUTDOWN_TIMEOUT_MS, logger));
   return { url, runtime, gateway, stop };
+}
+
+/**
+ * Credentials are checked by the auth module's port, local or remote; without the module in the
+ * program, nothing is accepted.
+ */
+function authPortAuthenticator(runtime: Runtime): { authenticate?: Authenticator } {
+  if (!runtime.catalogue.some((m) => m.contract.id === authContract.id)) return {};
+  const auth = runtime.port(authContract);
+  return { authenticate: async (token) => (await auth.authenticate({ token })).actor ?? undefined };
 }
 
 /** Stop accepting, let in-flight requests finish (up to the deadline), then stop the runtime. */

@@ -10,6 +10,9 @@ export function sendError(res: Response, err: ContractError): void {
     return;
   }
   const requestId = currentContext()?.requestId ?? String(res.getHeader('x-request-id') ?? '');
+  // A module that refuses for rate reasons says when to come back; HTTP says it in Retry-After.
+  const retryAfterS = (err.details as { retryAfterS?: unknown } | undefined)?.retryAfterS;
+  if (err.code === 'rate_limited' && typeof retryAfterS === 'number') res.setHeader('Retry-After', String(retryAfterS));
   res.status(err.status).json({ error: { ...err.toBody(), requestId } });
 }
 

@@ -34,7 +34,7 @@ beforeAll(async () => {
   mainApp = await spawnApp({
     REDIS_URL: redis.url,
     PORT: '0',
-    AUTOBOT_MODULES: 'health',
+    AUTOBOT_MODULES: 'health,auth',
     AUTOBOT_REMOTE_MODULES: `config=http://127.0.0.1:${configPort}`,
     AUTOBOT_INTERNAL_TOKEN: TOKEN,
     AUTOBOT_DATA_DIR: dataDir,
@@ -100,7 +100,7 @@ describe('config lifted into its own process', () => {
         expect.objectContaining({ module: 'health', where: 'local', health: 'ok' }),
       ]),
     );
-    expect(body.instances.map((i) => i.modules.join(',')).sort()).toEqual(['config', 'health']);
+    expect(body.instances.map((i) => i.modules.join(',')).sort()).toEqual(['config', 'health,auth']);
   });
 
   it('reports config down within seconds of its process dying, answers 503 fast, then recovers', async () => {

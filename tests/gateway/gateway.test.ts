@@ -121,8 +121,8 @@ describe('role gates', () => {
     expect((await fetch(api('/config'), { headers: bearer(ADMIN_TOKEN) })).status).toBe(200);
   });
 
-  it('keeps user and admin routes closed when no authenticator is wired (before the auth module)', async () => {
-    const bare = await startTestApp({ redisUrl: redis.url, auth: false });
+  it('keeps user and admin routes closed to tokens the auth module did not issue', async () => {
+    const bare = await startTestApp({ redisUrl: redis.url, credentials: 'module' });
     try {
       await expectEnvelope(await fetch(`${bare.url}/api/v1/config`, { headers: bearer(ADMIN_TOKEN) }), 401, 'unauthenticated');
       expect((await fetch(`${bare.url}/api/v1/health`)).status).toBe(200);

@@ -12,6 +12,8 @@ import { probeModule } from './probe-module.js';
 import { testAuthenticator } from './test-auth.js';
 
 export const INTERNAL_TOKEN = 'test-internal-token-0123456789';
+/** The first admin's password in test apps (AUTOBOT_ADMIN_PASSWORD). */
+export const ADMIN_PASSWORD = 'first-admin-password';
 
 export const testCatalogue: readonly AnyModule[] = [...catalogue, probeModule];
 
@@ -20,7 +22,12 @@ export interface TestApp extends RunningServer {
 }
 
 export async function startTestApp(
-  opts: { redisUrl?: string; env?: Record<string, string>; auth?: boolean } & Partial<Omit<ServerOptions, 'config'>> = {},
+  opts: {
+    redisUrl?: string;
+    env?: Record<string, string>;
+    /** `stand-in` (default): fixed test tokens (tests/support/test-auth.ts); `module`: the real auth module. */
+    credentials?: 'stand-in' | 'module';
+  } & Partial<Omit<ServerOptions, 'config'>> = {},
 ): Promise<TestApp> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'aba-'));
   const config = loadConfig({
@@ -28,6 +35,7 @@ export async function startTestApp(
     AUTOBOT_DATA_DIR: dataDir,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     AUTOBOT_INTERNAL_TOKEN: INTERNAL_TOKEN,
+    AUTOBOT_ADMIN_PASSWORD: ADMIN_PASSWORD,
     ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl } : {}),
     ...opts.env,
   });
@@ -35,7 +43,7 @@ export async function startTestApp(
     config,
     catalogue: opts.catalogue ?? testCatalogue,
     logger: opts.logger ?? createLogger(config.LOG_LEVEL),
-    ...(opts.auth === false ? {} : { authenticate: opts.authenticate ?? testAuthenticator }),
+    ...(opts.credentials === 'module' ? {} : { authenticate: opts.authenticate ?? testAuthenticator }),
     ...(opts.sagaLease ? { sagaLease: opts.sagaLease } : {}),
     eventRetryDelayMs: opts.eventRetryDelayMs ?? 200,
   });

@@ -54,6 +54,13 @@ const actorOut = z.object({
 
 const page = { limit: z.coerce.number().int().min(1).max(100).default(20), cursor: z.string().max(200).optional() };
 
+export const authSettings = z.object({
+  accessTokenTtlS: z.number().int().min(60).max(900).default(900).describe('Access token lifetime (at most 15 minutes)'),
+  refreshTokenTtlDays: z.number().int().min(1).max(365).default(30).describe('Refresh token (session) lifetime'),
+  loginMaxFailures: z.number().int().min(1).max(100).default(5).describe('Failed sign-ins allowed per username and per address'),
+  loginWindowS: z.number().int().min(60).max(86_400).default(900).describe('Window over which failed sign-ins count'),
+});
+
 export const authContract = defineContract({
   id: 'auth',
   summary: 'Users and roles, sign-in with access and refresh tokens, API keys.',
@@ -93,12 +100,7 @@ export const authContract = defineContract({
     }),
   },
   errors: ['invalid_input', 'unauthenticated', 'forbidden', 'not_found', 'conflict', 'rate_limited'],
-  settings: z.object({
-    accessTokenTtlS: z.number().int().min(60).max(900).default(900).describe('Access token lifetime (at most 15 minutes)'),
-    refreshTokenTtlDays: z.number().int().min(1).max(365).default(30).describe('Refresh token (session) lifetime'),
-    loginMaxFailures: z.number().int().min(1).max(100).default(5).describe('Failed logins allowed per username and per address'),
-    loginWindowS: z.number().int().min(60).max(86_400).default(900).describe('Window over which failed logins count'),
-  }),
+  settings: authSettings,
   routes: [
     { method: 'POST', path: '/auth/login', operation: 'login', auth: 'public', rateLimit: 'auth' },
     { method: 'POST', path: '/auth/refresh', operation: 'refresh', auth: 'public', rateLimit: 'auth' },

@@ -24,7 +24,7 @@ describe('system routes', () => {
     const res = await get('/services');
     expect(res.status).toBe(200);
     const body = (await res.json()) as { items: { module: string; where: string; health: string; version: string }[] };
-    expect(body.items.map((i) => i.module).sort()).toEqual(['config', 'health', 'probe']);
+    expect(body.items.map((i) => i.module).sort()).toEqual(['auth', 'config', 'health', 'probe']);
     for (const item of body.items) expect(item).toMatchObject({ where: 'local', health: 'ok', version: expect.any(String) });
   });
 

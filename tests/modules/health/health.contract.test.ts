@@ -38,7 +38,7 @@ describe.each(bindingKinds)('health contract (%s binding)', (kind) => {
     expect(h.status).toBe('ok');
     expect(h.version).toMatch(/^\d+\.\d+\.\d+/);
     expect(h.uptimeS).toBeGreaterThanOrEqual(0);
-    expect(Object.keys(h.modules).sort()).toEqual(['config', 'health', 'probe']);
+    expect(Object.keys(h.modules).sort()).toEqual(['auth', 'config', 'health', 'probe']);
     for (const m of Object.values(h.modules)) expect(m).toMatchObject({ status: 'ok', where: 'local' });
     expect(h.dependencies.redis).toMatchObject({ status: 'ok' });
   });
