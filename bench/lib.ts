@@ -42,10 +42,14 @@ export function startChild(args: string[], env: Record<string, string>, ready: R
   });
 }
 
-export async function requestsPerSecond(url: string, opts: { connections?: number; durationS?: number } = {}): Promise<number> {
+export async function requestsPerSecond(
+  url: string,
+  opts: { connections?: number; durationS?: number; headers?: Record<string, string> } = {},
+): Promise<number> {
+  const headers = opts.headers ?? {};
   // A short warm-up so JIT and keep-alive sockets settle before the measured run.
-  await autocannon({ url, connections: opts.connections ?? 20, duration: 1 });
-  const r = await autocannon({ url, connections: opts.connections ?? 20, duration: opts.durationS ?? 5 });
+  await autocannon({ url, headers, connections: opts.connections ?? 20, duration: 1 });
+  const r = await autocannon({ url, headers, connections: opts.connections ?? 20, duration: opts.durationS ?? 5 });
   if (r.non2xx > 0 || r.errors > 0) throw new Error(`${url}: ${r.non2xx} non-2xx answers, ${r.errors} errors`);
   return r.requests.average;
 }

@@ -212,9 +212,90 @@ async function startupAndMemory(): Promise<void> {
   });
 }
 
+async function post(url: string, body: unknown, token?: string): Promise<Record<string, unknown>> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify(body),
+  });
+  if (!res.ok && res.status !== 401) throw new Error(`${url}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as Record<string, unknown>;
+}
+
+async function auth(): Promise<void> {
+  const dir = tempDir('abq-');
+  const password = 'bench-admin-password';
+  // Budgets large enough for a load test: the limiter still runs (one Redis call a request), it just never says no.
+  const autobot = await startChild(
+    [entry],
+    {
+      AUTOBOT_DATA_DIR: dir,
+      PORT: '0',
+      LOG_LEVEL: 'info',
+      AUTOBOT_ADMIN_PASSWORD: password,
+      AUTOBOT_RATE_LIMITS: JSON.stringify({ auth: { points: 1_000_000, durationS: 60 }, default: { points: 10_000_000, durationS: 60 } }),
+    },
+    READY,
+  );
+  const api = (p: string) => `${autobot.url}/api/v1${p}`;
+  const login = await post(api('/auth/login'), { username: 'admin', password });
+  const accessToken = String(login.accessToken);
+  const apiKey = String((await post(api('/auth/api-keys'), { name: 'bench' }, accessToken)).key);
+
+  const live: number[] = [];
+  const withToken: number[] = [];
+  const withKey: number[] = [];
+  for (let round = 0; round < 5; round++) {
+    live.push(await requestsPerSecond(api('/health/live'), { durationS: 3 }));
+    withToken.push(await requestsPerSecond(api('/auth/me'), { durationS: 3, headers: { authorization: `Bearer ${accessToken}` } }));
+    withKey.push(await requestsPerSecond(api('/auth/me'), { durationS: 3, headers: { authorization: `Bearer ${apiKey}` } }));
+  }
+  const base = median(live);
+  for (const [label, runs] of [
+    ['GET /api/v1/auth/me with an access token (req/s)', withToken],
+    ['GET /api/v1/auth/me with an API key (req/s)', withKey],
+  ] as const) {
+    const rps = median(runs);
+    rows.push({ name: label, autobot: fmt(rps, 0), baseline: `${fmt(base, 0)} (/health/live, same run)`, ratio: `${fmt((rps / base) * 100)} %`, target: '>= 60 %', met: rps / base >= 0.6 });
+  }
+
+  // Sign-in latency is argon2id's cost by design; an unknown user must cost the same as a wrong password.
+  // The failures below would trip the per-address sign-in limit; raise it for the measurement.
+  const patched = await fetch(api('/config'), {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${accessToken}` },
+    body: JSON.stringify({ auth: { loginMaxFailures: 100 } }),
+  });
+  if (!patched.ok) throw new Error(`PATCH /config: ${patched.status}`);
+  await new Promise((r) => setTimeout(r, 500)); // the auth module reloads on config.settings.changed
+  const timed = async (body: unknown) => {
+    const t0 = performance.now();
+    await post(api('/auth/login'), body);
+    return performance.now() - t0;
+  };
+  const ok: number[] = [];
+  const wrong: number[] = [];
+  const unknown: number[] = [];
+  for (let i = 0; i < 15; i++) {
+    ok.push(await timed({ username: 'admin', password }));
+    wrong.push(await timed({ username: 'admin', password: 'not-the-password' }));
+    unknown.push(await timed({ username: `nobody-${i}`, password: 'not-the-password' }));
+  }
+  rows.push({
+    name: 'POST /api/v1/auth/login, median of 15 (ms)',
+    autobot: fmt(median(ok)),
+    baseline: `wrong password ${fmt(median(wrong))}, unknown user ${fmt(median(unknown))}`,
+    ratio: `unknown / wrong ${fmt(median(unknown) / median(wrong), 2)}x`,
+    target: 'unknown ≈ wrong (no timing oracle)',
+    met: Math.abs(median(unknown) / median(wrong) - 1) < 0.15,
+  });
+  await autobot.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
+
 ensureBuilt();
 const only = process.argv.slice(2);
-const suites: Record<string, () => Promise<void>> = { throughput, localBinding, httpBinding, startupAndMemory };
+const suites: Record<string, () => Promise<void>> = { throughput, localBinding, httpBinding, startupAndMemory, auth };
 for (const [name, run] of Object.entries(suites)) {
   if (only.length && !only.includes(name)) continue;
   process.stderr.write(`running ${name}…\n`);

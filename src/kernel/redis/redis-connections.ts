@@ -44,13 +44,14 @@ export class RedisConnections {
 
   /** A module's own connection: its database and its key prefix. */
   forModule(moduleId: string, db: number): Redis {
-    // Lazy: a module that never touches Redis costs no connection.
-    return this.create({ db, keyPrefix: `${moduleId}:`, maxRetriesPerRequest: 2, lazyConnect: true }, moduleId);
+    // Lazy: a module that never touches Redis costs no connection. Auto-pipelining sends the commands
+    // issued in one tick (a lookup's two reads, concurrent requests) in one write.
+    return this.create({ db, keyPrefix: `${moduleId}:`, maxRetriesPerRequest: 2, lazyConnect: true, enableAutoPipelining: true }, moduleId);
   }
 
   /** The kernel's own connection (registry, sagas, events, rate limits) in database 0 under `kernel:`. */
   kernel(label = 'kernel'): Redis {
-    return this.create({ db: KERNEL_DB, keyPrefix: 'kernel:', maxRetriesPerRequest: 2 }, label);
+    return this.create({ db: KERNEL_DB, keyPrefix: 'kernel:', maxRetriesPerRequest: 2, enableAutoPipelining: true }, label);
   }
 
   /** For BullMQ and blocking reads: no prefix (BullMQ has its own), never give up on a command. */

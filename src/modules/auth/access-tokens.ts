@@ -16,9 +16,15 @@ export interface AccessClaims {
   sessionId: string;
 }
 
+/** Verified tokens kept in memory: a signature check costs more than the rest of a request. */
+const VERIFIED_CACHE_SIZE = 10_000;
+
 @injectable()
 export class AccessTokens {
   private key: Uint8Array | undefined;
+  // A token's signature and claims never change, so a verified token stays valid until it expires;
+  // revocation is checked on every use by the session lookup, not here.
+  private readonly verified = new Map<string, AccessClaims & { expiresAtMs: number }>();
 
   constructor(@inject(ModuleRedis) private readonly redis: Redis) {}
 
@@ -48,10 +54,19 @@ export class AccessTokens {
 
   /** The claims of a valid, unexpired token signed by us; undefined for anything else. */
   async verify(token: string): Promise<AccessClaims | undefined> {
+    const known = this.verified.get(token);
+    if (known) {
+      if (known.expiresAtMs > Date.now()) return { userId: known.userId, sessionId: known.sessionId };
+      this.verified.delete(token);
+      return undefined;
+    }
     try {
       const { payload } = await jwtVerify(token, this.signingKey, { algorithms: ['HS256'], issuer: ISSUER, audience: AUDIENCE });
-      if (typeof payload.sub !== 'string' || typeof payload.sid !== 'string') return undefined;
-      return { userId: payload.sub, sessionId: payload.sid };
+      if (typeof payload.sub !== 'string' || typeof payload.sid !== 'string' || typeof payload.exp !== 'number') return undefined;
+      const claims = { userId: payload.sub, sessionId: payload.sid };
+      if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
+      this.verified.set(token, { ...claims, expiresAtMs: payload.exp * 1000 });
+      return claims;
     } catch {
       return undefined;
     }
