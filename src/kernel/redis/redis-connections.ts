@@ -113,3 +113,15 @@ export async function quitWithin(connection: Redis, ms: number): Promise<boolean
   if (!done) connection.disconnect();
   return done;
 }
+
+/** Errors ioredis raises when the server cannot be reached (as opposed to a command's own error). */
+export function isRedisUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  return (
+    err.name === 'MaxRetriesPerRequestError' ||
+    err.constructor.name === 'MaxRetriesPerRequestError' ||
+    err.message === 'Connection is closed.' ||
+    err.message.startsWith("Stream isn't writeable") ||
+    /^(connect )?(ECONNREFUSED|ENOENT|ECONNRESET|EPIPE)/.test(err.message)
+  );
+}

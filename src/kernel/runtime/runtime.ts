@@ -29,7 +29,8 @@ import {
 } from '../module/tokens.js';
 import { Metrics } from '../metrics/metrics.js';
 import { EmbeddedRedis, RedisServerMissingError } from '../redis/embedded-redis.js';
-import { checkEvictionPolicy, redisTargetFromUrl, RedisConnections, type RedisTarget } from '../redis/redis-connections.js';
+import { checkEvictionPolicy, isRedisUnavailable, redisTargetFromUrl, RedisConnections, type RedisTarget } from '../redis/redis-connections.js';
+import { ContractError, isContractError } from '../contract/errors.js';
 import { createLocalBinding } from '../transport/local-binding.js';
 import { createHttpBinding } from '../transport/http-binding.js';
 import type { HostedPort } from '../transport/rpc-server.js';
@@ -39,6 +40,10 @@ import { Jobs } from '../jobs/jobs.js';
 import { SagaOrchestrator } from '../sagas/saga-orchestrator.js';
 import { Realtime } from '../realtime/realtime.js';
 import type { BreakerState } from '../transport/http-binding.js';
+
+function redisUnavailable(err: unknown): ContractError | undefined {
+  return !isContractError(err) && isRedisUnavailable(err) ? new ContractError('unavailable', 'Redis is unavailable', undefined, { cause: err }) : undefined;
+}
 
 export interface RuntimeOptions {
   config: AppConfig;
@@ -257,6 +262,7 @@ export class Runtime {
     const port = createLocalBinding(def.contract, handlers, {
       metrics: this.metrics,
       logger,
+      classify: redisUnavailable,
       ...(def.health ? { health: () => def.health!(c) } : {}),
     }) as Record<string, unknown>;
     return { def, container: c, port };

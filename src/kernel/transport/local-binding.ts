@@ -20,6 +20,8 @@ import type { Metrics } from '../metrics/metrics.js';
 export interface LocalBindingOptions {
   metrics?: Metrics;
   logger?: Logger;
+  /** Recognises failures of shared dependencies (Redis down → `unavailable`) before they become `internal`. */
+  classify?: (err: unknown) => ContractError | undefined;
   health?: () => Promise<HealthReport> | HealthReport;
 }
 
@@ -61,8 +63,8 @@ function inDeadline<T>(deadline: number, fn: () => T): T {
   return currentContext()?.deadline === deadline ? fn() : runWithContext(callContext(deadline), fn);
 }
 
-function failure(moduleId: string, name: string, err: unknown, logger?: Logger): ContractError {
-  const ce = toContractError(err);
+function failure(moduleId: string, name: string, err: unknown, logger?: Logger, classify?: LocalBindingOptions['classify']): ContractError {
+  const ce = classify?.(err) ?? toContractError(err);
   if (ce.code === 'internal' && ce !== err) logger?.error({ err, module: moduleId, operation: name }, 'operation failed');
   return ce;
 }
@@ -104,7 +106,7 @@ function unaryCall(moduleId: string, name: string, op: UnaryOperation, handler: 
       done?.('ok');
       return out.data;
     } catch (err) {
-      const ce = failure(moduleId, name, err, logger);
+      const ce = failure(moduleId, name, err, logger, opts.classify);
       done?.(ce.code);
       throw ce;
     } finally {
@@ -150,7 +152,7 @@ function streamCall(moduleId: string, name: string, op: StreamOperation, handler
           yield chunk.data;
         }
       } catch (err) {
-        const ce = failure(moduleId, name, err, logger);
+        const ce = failure(moduleId, name, err, logger, opts.classify);
         outcome = ce.code;
         throw ce;
       } finally {

@@ -17,7 +17,8 @@ describe.each(bindingKinds)('config contract (%s binding)', (kind) => {
 
   beforeAll(async () => {
     redis = await startTestRedis();
-    app = await startTestApp({ redisUrl: redis.url });
+    // Redis dies in the last test: a short shutdown deadline keeps the teardown quick.
+    app = await startTestApp({ redisUrl: redis.url, env: { AUTOBOT_SHUTDOWN_TIMEOUT_MS: '1500' } });
     config = portFor(kind, app, configContract);
   });
   afterAll(async () => {
@@ -116,5 +117,10 @@ describe.each(bindingKinds)('config contract (%s binding)', (kind) => {
     const { namespaces } = await config.getSchema({});
     expect(namespaces.health).toMatchObject({ type: 'object', properties: { checkTimeoutMs: { type: 'integer', default: 1500 } } });
     expect(namespaces.probe).toMatchObject({ properties: { apiKey: { type: 'string', secret: true } } });
+  });
+
+  it('answers unavailable (not internal) while Redis is down', async () => {
+    redis.server.kill();
+    await expect(config.getSettings({})).rejects.toMatchObject({ code: 'unavailable' });
   });
 });
