@@ -5,7 +5,7 @@ import { Server } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { sessionRoom, userRoom } from '../kernel/realtime/realtime.js';
+import { apiKeyRoom, sessionRoom, userRoom } from '../kernel/realtime/realtime.js';
 import type { Authenticator } from './authenticator.js';
 
 export interface SocketServerOptions {
@@ -55,8 +55,13 @@ export function createSocketServer(http: HttpServer, opts: SocketServerOptions):
       });
   });
   io.on('connection', (socket) => {
-    const actor = socket.data.actor as { id: string; sessionId?: string };
-    void socket.join(actor.sessionId ? [userRoom(actor.id), sessionRoom(actor.sessionId)] : userRoom(actor.id));
+    // Besides the user's room, the room of the credential it came with, so revoking that one
+    // credential (a logout, an API key) closes exactly its sockets.
+    const actor = socket.data.actor as { id: string; sessionId?: string; apiKeyId?: string };
+    const rooms = [userRoom(actor.id)];
+    if (actor.sessionId) rooms.push(sessionRoom(actor.sessionId));
+    if (actor.apiKeyId) rooms.push(apiKeyRoom(actor.apiKeyId));
+    void socket.join(rooms);
   });
   return io;
 }

@@ -11,6 +11,8 @@ export const actorSchema = z.discriminatedUnion('type', [
     username: z.string().optional(),
     roles: z.array(z.string()),
     sessionId: z.string().optional(),
+    /** Set when the credential was an API key rather than a session's access token. */
+    apiKeyId: z.string().optional(),
   }),
   z.object({ type: z.literal('service'), name: z.string().min(1) }),
 ]);

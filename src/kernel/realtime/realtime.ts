@@ -7,6 +7,7 @@ import type { Redis } from 'ioredis';
 export const userRoom = (userId: string) => `user:${userId}`;
 export const chatRoom = (chatId: string) => `chat:${chatId}`;
 export const sessionRoom = (sessionId: string) => `session:${sessionId}`;
+export const apiKeyRoom = (apiKeyId: string) => `apikey:${apiKeyId}`;
 
 export class Realtime {
   private readonly emitter: Emitter;
@@ -26,6 +27,11 @@ export class Realtime {
   /** Closes every open socket of a user (after revocation of all their sessions), on every instance. */
   disconnectUser(userId: string): void {
     this.emitter.in(userRoom(userId)).disconnectSockets(true);
+  }
+
+  /** Closes the sockets opened with one API key (after its revocation), on every instance. */
+  disconnectApiKey(apiKeyId: string): void {
+    this.emitter.in(apiKeyRoom(apiKeyId)).disconnectSockets(true);
   }
 
   /** Closes the sockets opened with one session's tokens (after its logout), on every instance. */

@@ -38,6 +38,8 @@ function fromHash(h: Record<string, string>): StoredApiKey | undefined {
   };
 }
 
+const TOUCH = `if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'lastUsedAt', ARGV[1]) end`;
+
 /** How often the last-used time is written at most: a busy key must not cost a write per request. */
 const LAST_USED_RESOLUTION_MS = 60_000;
 
@@ -74,7 +76,9 @@ export class ApiKeyStore {
     if (!stored || !timingSafeEqual(Buffer.from(stored.hash, 'hex'), Buffer.from(digest, 'hex'))) return undefined;
     if (stored.expiresAt && Date.parse(stored.expiresAt) <= Date.now()) return undefined;
     if (!stored.lastUsedAt || Date.now() - Date.parse(stored.lastUsedAt) > LAST_USED_RESOLUTION_MS) {
-      void this.redis.hset(byHashKey(digest), 'lastUsedAt', new Date().toISOString()).catch(() => undefined);
+      // Not awaited (the request need not wait), and only on a key that still exists: a revocation landing
+      // first must not be undone by a stray write recreating part of the record.
+      void this.redis.eval(TOUCH, 1, byHashKey(digest), new Date().toISOString()).catch(() => undefined);
     }
     return stored;
   }

@@ -50,6 +50,7 @@ const actorOut = z.object({
   username: z.string(),
   roles: z.array(z.string()),
   sessionId: z.string().optional(),
+  apiKeyId: z.string().optional(),
 });
 
 const page = { limit: z.coerce.number().int().min(1).max(100).default(20), cursor: z.string().max(200).optional() };

@@ -193,6 +193,7 @@ export class AuthService implements Handlers<typeof authContract> {
 
   async deleteApiKey({ id }: { id: string }) {
     await this.apiKeys.revoke(signedIn().id, id);
+    this.realtime.disconnectApiKey(id);
     return null;
   }
 
@@ -202,7 +203,7 @@ export class AuthService implements Handlers<typeof authContract> {
       const key = await this.apiKeys.find(token);
       const user = key ? await this.users.brief(key.userId) : undefined;
       if (!key || !user || user.disabled) return { actor: null };
-      return { actor: { type: 'user' as const, id: key.userId, username: user.username, roles: [user.role] } };
+      return { actor: { type: 'user' as const, id: key.userId, username: user.username, roles: [user.role], apiKeyId: key.id } };
     }
     const claims = await this.tokens.verify(token);
     if (!claims) return { actor: null };

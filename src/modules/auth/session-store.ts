@@ -52,7 +52,9 @@ export class SessionStore {
       .multi()
       .hset(sessionKey(sessionId), 'id', sessionId, 'userId', userId, 'refreshHash', sha256(secret), 'createdAt', new Date().toISOString())
       .pexpireat(sessionKey(sessionId), expiresAt)
-      .sadd(userSessionsKey(userId), sessionId)
+      // The index of a user's sessions is scored by expiry, so expired ones are pruned here instead of piling up.
+      .zremrangebyscore(userSessionsKey(userId), '-inf', String(Date.now()))
+      .zadd(userSessionsKey(userId), String(expiresAt), sessionId)
       .exec();
     return { sessionId, secret };
   }
@@ -70,12 +72,12 @@ export class SessionStore {
   }
 
   async revoke(sessionId: string, userId: string): Promise<void> {
-    await this.redis.multi().del(sessionKey(sessionId), spentKey(sessionId)).srem(userSessionsKey(userId), sessionId).exec();
+    await this.redis.multi().del(sessionKey(sessionId), spentKey(sessionId)).zrem(userSessionsKey(userId), sessionId).exec();
   }
 
   /** Revokes every session of a user; returns how many were live. */
   async revokeAll(userId: string): Promise<number> {
-    const ids = await this.redis.smembers(userSessionsKey(userId));
+    const ids = await this.redis.zrange(userSessionsKey(userId), '0', '-1');
     const tx = this.redis.multi();
     for (const sid of ids) tx.del(sessionKey(sid), spentKey(sid));
     tx.del(userSessionsKey(userId));

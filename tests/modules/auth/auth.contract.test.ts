@@ -319,7 +319,7 @@ describe.each(bindingKinds)('auth contract (%s binding)', (kind) => {
       expect(await lastUsed()).toBeNull();
 
       const { actor: byKey } = await auth.authenticate({ token: created.key });
-      expect(byKey).toEqual({ type: 'user', id: user.id, username: user.username, roles: ['user'] });
+      expect(byKey).toEqual({ type: 'user', id: user.id, username: user.username, roles: ['user'], apiKeyId: created.id });
       // The time is written after the answer; poll instead of guessing how long that takes.
       await expect.poll(lastUsed, { timeout: 5000 }).not.toBeNull();
       expect(Date.parse((await lastUsed())!)).not.toBeNaN();
