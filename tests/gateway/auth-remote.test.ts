@@ -18,7 +18,7 @@ const READY = /"url":"(http[^"]+)".*AutoBot is ready/;
 let redis: TestRedis;
 const dataDirs: string[] = [];
 const children: ChildApp[] = [];
-let a: ChildApp;
+
 let b: ChildApp;
 let viaB: AuthHttp;
 let admin: TokenPair;
@@ -45,7 +45,7 @@ function start(env: Record<string, string>): Promise<ChildApp> {
 beforeAll(async () => {
   redis = await startTestRedis();
   const portA = await freePort();
-  a = await start({ PORT: String(portA), AUTOBOT_MODULES: 'auth,config' });
+  await start({ PORT: String(portA), AUTOBOT_MODULES: 'auth,config' });
   const remote = `http://127.0.0.1:${portA}`;
   b = await start({ PORT: '0', AUTOBOT_MODULES: 'health', AUTOBOT_REMOTE_MODULES: `auth=${remote},config=${remote}` });
   viaB = authHttp(b.url);

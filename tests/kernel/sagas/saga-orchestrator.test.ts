@@ -281,7 +281,7 @@ describe('saga orchestrator', () => {
     const release = latch();
     const first = h.orchestrator(
       h.ledger({
-        async after(op, key) {
+        async after(_op, key) {
           if (key === 'handback-1:creditTarget') {
             reached.open();
             await release.promise;
