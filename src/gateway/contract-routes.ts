@@ -6,6 +6,7 @@ import type { AnyContract, Operations, RouteDef, RouteRequest } from '../kernel/
 import { ContractError, toContractError } from '../kernel/contract/errors.js';
 import { currentContext, runWithContext, type Actor, type RequestContext } from '../kernel/context/request-context.js';
 import { bearerMatches } from '../kernel/transport/wire.js';
+import { writeNdjson } from '../kernel/transport/ndjson-response.js';
 import { bearerToken, type Authenticator } from './authenticator.js';
 import { sendError } from './error-envelope.js';
 import type { RateLimits } from './rate-limit.js';
@@ -111,26 +112,14 @@ export function requireJson(req: Request, _res: Response, next: NextFunction): v
 
 async function streamNdjson(res: Response, source: AsyncIterable<unknown>, ctx: RequestContext): Promise<void> {
   // Every pull runs in the request's context: the producer's work belongs to this request.
-  const iterator = runWithContext(ctx, () => source[Symbol.asyncIterator]());
-  const pull = () => runWithContext(ctx, () => iterator.next());
-  let closed = false;
-  res.on('close', () => {
-    if (!res.writableEnded) {
-      closed = true;
-      void iterator.return?.(undefined);
-    }
+  const inner = runWithContext(ctx, () => source[Symbol.asyncIterator]());
+  const iterator: AsyncIterator<unknown> = {
+    next: () => runWithContext(ctx, () => inner.next()),
+    return: async (value?: unknown) => (inner.return ? inner.return(value) : { done: true, value }),
+  };
+  await writeNdjson(res, iterator, {
+    line: (chunk) => chunk,
+    failed: (ce) => ({ error: { ...ce.toBody(), requestId: ctx.requestId } }),
+    refuse: (ce) => sendError(res, ce),
   });
-  try {
-    let next = await pull();
-    res.status(200).type('application/x-ndjson');
-    while (!next.done && !closed) {
-      res.write(`${JSON.stringify(next.value)}\n`);
-      next = await pull();
-    }
-    if (!closed) res.end();
-  } catch (err) {
-    const ce = toContractError(err);
-    if (!res.headersSent) sendError(res, ce);
-    else if (!closed) res.end(`${JSON.stringify({ error: { ...ce.toBody(), requestId: currentContext()?.requestId } })}\n`);
-  }
 }

@@ -6,6 +6,7 @@ import type { AnyContract, Operations } from '../contract/define.js';
 import { ContractError, toContractError } from '../contract/errors.js';
 import { newRequestId, runWithContext, type RequestContext } from '../context/request-context.js';
 import { bearerMatches, decodeActor, headers, HEALTH_OPERATION } from './wire.js';
+import { writeNdjson } from './ndjson-response.js';
 
 export interface HostedPort {
   contract: AnyContract;
@@ -115,49 +116,12 @@ export function createRpcRouter(opts: RpcServerOptions): Router {
 }
 
 /** Resolves when the socket can take more, or when the caller has gone (then nobody will drain it). */
-function drained(res: Response): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
-}
-
 async function streamOut(res: Response, source: AsyncIterable<unknown>, requestId: string, logger: Logger) {
-  const iterator = source[Symbol.asyncIterator]();
-  // Watch the response, not the request: since Node 16 a request emits 'close' as soon as its body has
-  // been read (express.json() already did), which would end every stream after its first chunk. The
-  // response closes when the answer is complete or when the caller went away.
-  let gone = false;
-  res.on('close', () => {
-    if (res.writableFinished) return;
-    gone = true;
-    // Tell the producer nobody reads any more; an async generator runs its `finally` at its next step.
-    iterator.return?.(undefined)?.catch(() => undefined);
+  const err = await writeNdjson(res, source[Symbol.asyncIterator](), {
+    line: (chunk) => ({ chunk }),
+    last: { end: true },
+    failed: (ce) => ({ error: { ...ce.toBody(), requestId } }),
+    refuse: (ce) => sendError(res, ce, requestId),
   });
-  try {
-    let next = await iterator.next();
-    if (gone) return;
-    res.status(200).setHeader('content-type', 'application/x-ndjson');
-    res.flushHeaders();
-    while (!next.done && !gone) {
-      // Respect backpressure: a slow caller must slow the producer down, not grow our memory.
-      if (!res.write(`${JSON.stringify({ chunk: next.value })}\n`)) await drained(res);
-      if (gone) break;
-      next = await iterator.next();
-    }
-    if (!gone) res.end(`${JSON.stringify({ end: true })}\n`);
-  } catch (err) {
-    const ce = toContractError(err);
-    if (!res.headersSent) {
-      sendError(res, ce, requestId);
-    } else if (!gone) {
-      res.end(`${JSON.stringify({ error: { ...ce.toBody(), requestId } })}\n`);
-    }
-    if (ce.code === 'internal') logger.error({ err }, 'stream failed');
-  }
+  if (err?.code === 'internal') logger.error({ err: err.cause ?? err }, 'stream failed');
 }
