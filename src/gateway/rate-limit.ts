@@ -44,8 +44,8 @@ export class RateLimits {
     } catch (err) {
       if (!(err instanceof RateLimiterRes)) throw err;
       setHeaders(res, budget.points, err);
-      res.setHeader('Retry-After', String(Math.max(1, Math.ceil(err.msBeforeNext / 1000))));
-      throw new ContractError('rate_limited', 'Too many requests, slow down', { retryAfterS: Math.ceil(err.msBeforeNext / 1000) });
+      // The error envelope turns retryAfterS into the Retry-After header, as for any module's refusal.
+      throw new ContractError('rate_limited', 'Too many requests, slow down', { retryAfterS: Math.max(1, Math.ceil(err.msBeforeNext / 1000)) });
     }
   }
 }

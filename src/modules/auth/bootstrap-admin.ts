@@ -2,14 +2,14 @@
 // password that is logged exactly once (it is stored only as its argon2id hash).
 import type { Logger } from 'pino';
 import { ContractError } from '../../kernel/contract/errors.js';
-import { generatePassword, Passwords } from './passwords.js';
+import { generatePassword, type Passwords } from './passwords.js';
 import type { UserStore } from './user-store.js';
 
-export async function ensureFirstAdmin(users: UserStore, configured: string | undefined, logger: Logger): Promise<void> {
+export async function ensureFirstAdmin(users: UserStore, passwords: Passwords, configured: string | undefined, logger: Logger): Promise<void> {
   if (!(await users.isEmpty())) return;
   const password = configured ?? generatePassword();
   try {
-    await users.create({ username: 'admin', role: 'admin', passwordHash: await new Passwords().hash(password) });
+    await users.create({ username: 'admin', role: 'admin', passwordHash: await passwords.hash(password) });
   } catch (err) {
     // Another instance starting at the same moment created it first.
     if (err instanceof ContractError && err.code === 'conflict') return;

@@ -6,6 +6,7 @@ import { ApiKeyStore } from './api-key-store.js';
 import { ensureFirstAdmin } from './bootstrap-admin.js';
 import { authContract } from './contract.js';
 import { LoginLimiter } from './login-limiter.js';
+import { Passwords } from './passwords.js';
 import { AuthService } from './service.js';
 import { SessionStore } from './session-store.js';
 import { UserStore } from './user-store.js';
@@ -21,6 +22,7 @@ export const authModule = defineModule({
     c.registerSingleton(ApiKeyStore);
     c.registerSingleton(AccessTokens);
     c.registerSingleton(LoginLimiter);
+    c.registerSingleton(Passwords);
     c.registerSingleton(AuthService);
   },
   implementation: AuthService,
@@ -28,7 +30,7 @@ export const authModule = defineModule({
     const service = c.resolve(AuthService);
     await c.resolve(AccessTokens).init();
     await service.settings.reload();
-    await ensureFirstAdmin(c.resolve(UserStore), c.resolve(ProcessConfigToken).AUTOBOT_ADMIN_PASSWORD, c.resolve(ModuleLogger));
+    await ensureFirstAdmin(c.resolve(UserStore), c.resolve(Passwords), c.resolve(ProcessConfigToken).AUTOBOT_ADMIN_PASSWORD, c.resolve(ModuleLogger));
     await c.resolve(ModuleEventsToken).subscribe({
       'config.settings.changed': async (event) => {
         const { namespaces } = event.payload as { namespaces: string[] };

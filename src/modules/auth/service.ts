@@ -45,7 +45,6 @@ function admin(): UserActor {
 @injectable()
 export class AuthService implements Handlers<typeof authContract> {
   readonly settings: SettingsHolder<typeof authSettings>;
-  private readonly passwords = new Passwords();
 
   constructor(
     @inject(UserStore) private readonly users: UserStore,
@@ -53,6 +52,7 @@ export class AuthService implements Handlers<typeof authContract> {
     @inject(ApiKeyStore) private readonly apiKeys: ApiKeyStore,
     @inject(AccessTokens) private readonly tokens: AccessTokens,
     @inject(LoginLimiter) private readonly limiter: LoginLimiter,
+    @inject(Passwords) private readonly passwords: Passwords,
     @inject(ModuleEventsToken) private readonly events: ModuleEvents,
     @inject(RealtimeToken) private readonly realtime: Realtime,
     @inject(ModuleLogger) private readonly logger: Logger,
