@@ -3,6 +3,25 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 
+/** One line of the table `npm run bench` prints; suites push to `rows`. */
+export interface Row {
+  name: string;
+  autobot: string;
+  baseline: string;
+  ratio: string;
+  target: string;
+  met: boolean;
+}
+export const rows: Row[] = [];
+export const fmt = (n: number, digits = 1) => n.toFixed(digits);
+
+/** The p-th percentile (0..100) of `values`, nearest rank. */
+export function percentile(values: number[], p: number): number {
+  const s = [...values].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+
 export interface Child {
   proc: ChildProcess;
   url: string;

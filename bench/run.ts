@@ -12,18 +12,9 @@ import { createLocalBinding } from '../src/kernel/transport/local-binding.js';
 import { createHttpBinding } from '../src/kernel/transport/http-binding.js';
 import { Metrics } from '../src/kernel/metrics/metrics.js';
 import { healthContract } from '../src/modules/health/contract.js';
-import { cpuPerRequest, median, requestsPerSecond, rssMiB, startChild, waitFor } from './lib.js';
+import { readdirSync } from 'node:fs';
+import { cpuPerRequest, fmt, median, requestsPerSecond, rows, rssMiB, startChild, waitFor } from './lib.js';
 
-interface Row {
-  name: string;
-  autobot: string;
-  baseline: string;
-  ratio: string;
-  target: string;
-  met: boolean;
-}
-const rows: Row[] = [];
-const fmt = (n: number, digits = 1) => n.toFixed(digits);
 const TOKEN = 'bench-internal-token-0123456789';
 const LISTENING = /LISTENING (\S+)/;
 // The ready line is logged at info level, so children log at info (a few lines at start and stop).
@@ -296,6 +287,11 @@ async function auth(): Promise<void> {
 ensureBuilt();
 const only = process.argv.slice(2);
 const suites: Record<string, () => Promise<void>> = { throughput, localBinding, httpBinding, startupAndMemory, auth };
+// Each domain's suite is a file of its own in bench/suites/ (`export async function run()`), named by its file.
+for (const file of readdirSync(path.join(root, 'bench/suites')).filter((f) => f.endsWith('.ts')).sort()) {
+  const mod = (await import(`./suites/${file}`)) as { run: () => Promise<void> };
+  suites[file.replace(/\.ts$/, '')] = mod.run;
+}
 for (const [name, run] of Object.entries(suites)) {
   if (only.length && !only.includes(name)) continue;
   process.stderr.write(`running ${name}…\n`);
