@@ -102,6 +102,11 @@ export interface RouteDef<OpName extends string = string> {
   readonly summary?: string;
   /** How the operation's input is built from the request; default: query, then body, then path params merged. */
   readonly input?: (req: RouteRequest) => unknown;
+  /**
+   * A stream operation that answers the same route as NDJSON when `when` holds (e.g. `stream: true` in
+   * the body): one path, JSON or a stream, as Ollama's and OpenAI's completion APIs do.
+   */
+  readonly stream?: { readonly operation: OpName; readonly when: (req: RouteRequest) => boolean };
 }
 
 export interface HealthReport {
@@ -152,6 +157,9 @@ export function defineContract<Id extends string, Ops extends Operations, Ev ext
   for (const r of def.routes ?? []) {
     if (!(r.operation in def.operations)) {
       throw new Error(`${def.id}: route ${r.method} ${r.path} names unknown operation "${r.operation}"`);
+    }
+    if (r.stream && def.operations[r.stream.operation]?.kind !== 'stream') {
+      throw new Error(`${def.id}: route ${r.method} ${r.path} streams with "${r.stream.operation}", which is not a stream operation`);
     }
   }
   return {
