@@ -1,6 +1,6 @@
 // The saga kit: what the runtime wires and what a module's saga declarations import.
 export { defineSaga, DEFAULT_STEP_RETRIES } from './saga-definition.js';
-export type { AnySagaDefinition, SagaDefinition, SagaInputMapper, SagaStep, SagaStepCall } from './saga-definition.js';
+export type { AnySagaDefinition, SagaDefinition, SagaInputMapper, SagaStep, SagaStepCall, SagaStepCondition } from './saga-definition.js';
 export { SagaOrchestrator, SAGA_QUEUE_NAME, SAGA_QUEUE_PREFIX } from './saga-orchestrator.js';
 export type { ListSagasOptions, PortResolver, SagaOrchestratorOptions, StartSagaOptions } from './saga-orchestrator.js';
 export { sagaStatuses } from './saga-record.js';

@@ -21,6 +21,12 @@ export interface SagaStepCall {
  */
 export type SagaInputMapper<I> = (sagaInput: I, results: Record<string, unknown>, call: SagaStepCall) => unknown;
 
+/**
+ * Whether a step runs, from the saga input and the results of earlier steps only (never the clock, the
+ * environment or another read): a resumed saga must decide the same. The decision is journaled.
+ */
+export type SagaStepCondition<I> = (sagaInput: I, results: Record<string, unknown>) => boolean;
+
 export interface SagaStep<I = unknown> {
   /** Unique within the saga; part of the idempotency key, so never rename a step of a live saga type. */
   name: string;
@@ -36,6 +42,18 @@ export interface SagaStep<I = unknown> {
   compensate?: { operation: string; input: SagaInputMapper<I> };
   /** Extra attempts after a retryable error (contract errors with `retryable`), for the call and for its compensation. Default 2. */
   retries?: number;
+  /**
+   * Runs the step only when this holds; otherwise the step is journaled `skipped` (its result is
+   * undefined for later mappers, and there is nothing to compensate). Deterministic, see SagaStepCondition.
+   */
+  when?: SagaStepCondition<I>;
+  /**
+   * A long-running step (a generation can take minutes): the call's deadline is now + timeoutMs, its own,
+   * carried in the request context to the operation wherever it runs. Without it the operation's
+   * default timeout bounds the call. The operation's declared timeout stays a ceiling for every caller,
+   * so an operation meant for long steps declares a generous one.
+   */
+  timeoutMs?: number;
 }
 
 export interface SagaDefinition<I = unknown> {
@@ -67,6 +85,12 @@ export function defineSaga<I>(def: { type: string; input: ZodType<I>; steps: Sag
     if (!step.module || !step.operation) throw new Error(`saga ${def.type}: step "${step.name}" must name a module and an operation`);
     if (step.retries !== undefined && (!Number.isInteger(step.retries) || step.retries < 0)) {
       throw new Error(`saga ${def.type}: step "${step.name}" retries must be a non-negative integer`);
+    }
+    if (step.timeoutMs !== undefined && (!Number.isInteger(step.timeoutMs) || step.timeoutMs <= 0)) {
+      throw new Error(`saga ${def.type}: step "${step.name}" timeoutMs must be a positive integer`);
+    }
+    if (step.when !== undefined && typeof step.when !== 'function') {
+      throw new Error(`saga ${def.type}: step "${step.name}" when must be a function`);
     }
   }
   return Object.freeze({

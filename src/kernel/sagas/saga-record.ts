@@ -8,7 +8,8 @@ export type SagaStatus = (typeof sagaStatuses)[number];
 
 export const terminalSagaStatuses: readonly SagaStatus[] = ['completed', 'compensated', 'failed'];
 
-export type SagaStepStatus = 'pending' | 'started' | 'completed' | 'failed' | 'compensating' | 'compensated';
+/** `skipped`: the step's `when` did not hold; decided once and journaled, so a resumed saga agrees. */
+export type SagaStepStatus = 'pending' | 'started' | 'completed' | 'skipped' | 'failed' | 'compensating' | 'compensated';
 
 export interface SagaErrorInfo {
   code: ErrorCode;

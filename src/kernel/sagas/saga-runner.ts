@@ -104,10 +104,17 @@ class SagaExecution {
         this.results[step.name] = rec.result;
         continue;
       }
+      if (rec.status === 'skipped') continue;
       // Only reachable if the status change that goes with a final failure were lost; it never is
       // (both are one atomic write), but compensating is the safe reading of such a journal.
       if (rec.status === 'failed') return 'compensate';
       if (this.stop.aborted) return 'paused';
+      // Decided once, before any intent: a step with an intent was meant to run and runs again.
+      if (step.when && rec.attempts === 0) {
+        const runs = await this.decide(i, step);
+        if (runs === 'failed') return 'compensate';
+        if (!runs) continue;
+      }
       const outcome = await this.callStep(i, step);
       if (outcome === 'paused') return 'paused';
       if (outcome === 'failed') return 'compensate';
@@ -115,6 +122,23 @@ class SagaExecution {
     await this.write({ status: { from: 'running', to: 'completed' } });
     this.log.info('saga completed');
     return 'finished';
+  }
+
+  /** Evaluates `when`; journals `skipped` when it does not hold. */
+  private async decide(i: number, step: Readonly<SagaStep<unknown>>): Promise<boolean | 'failed'> {
+    let runs: boolean;
+    try {
+      runs = step.when!(this.rec.input, { ...this.results }) === true;
+    } catch (err) {
+      const info = this.mapperError(step.name, 'when', err);
+      await this.failForward(i, { ...this.rec.steps[i]!, status: 'failed', error: info, finishedAt: now() }, info);
+      return 'failed';
+    }
+    if (runs) return true;
+    const skipped: SagaStepRecord = { ...this.rec.steps[i]!, status: 'skipped', finishedAt: now() };
+    await this.write({ steps: [skipped], currentStep: step.name }, i, skipped);
+    this.log.debug({ step: step.name }, 'saga step skipped');
+    return false;
   }
 
   private async callStep(i: number, step: Readonly<SagaStep<unknown>>): Promise<CallOutcome> {
@@ -141,7 +165,7 @@ class SagaExecution {
       let result: unknown;
       let failure: ContractError | undefined;
       try {
-        result = await this.call(step.module, step.operation, input, rec.idempotencyKey);
+        result = await this.call(step.module, step.operation, input, rec.idempotencyKey, step.timeoutMs);
       } catch (err) {
         failure = this.contractError(err, step.name, 'step');
       }
@@ -266,17 +290,18 @@ class SagaExecution {
   }
 
   /** Calls a module operation in the saga's request context with the step's idempotency key. */
-  private async call(moduleId: string, operation: string, input: unknown, idempotencyKey: string): Promise<unknown> {
+  private async call(moduleId: string, operation: string, input: unknown, idempotencyKey: string, timeoutMs?: number): Promise<unknown> {
     const port = this.deps.resolvePort(moduleId);
     if (!port) throw new ContractError('unavailable', `module "${moduleId}" is not reachable from this process`);
     const fn = port[operation];
     if (typeof fn !== 'function') throw new ContractError('internal', `module "${moduleId}" has no operation "${operation}"`);
     // No deadline inherited: the request that started the saga is long answered; each operation's
-    // own timeout (applied by its binding) bounds the call.
+    // own timeout (applied by its binding) bounds the call, or the step's own for a long-running step.
     const ctx: RequestContext = {
       requestId: this.rec.requestId,
       idempotencyKey,
       ...(this.rec.actor ? { actor: this.rec.actor } : {}),
+      ...(timeoutMs !== undefined ? { deadline: Date.now() + timeoutMs } : {}),
     };
     const out: unknown = await runWithContext(ctx, () => (fn as (input: unknown) => unknown)(input));
     if (out !== null && typeof out === 'object' && Symbol.asyncIterator in out) {
