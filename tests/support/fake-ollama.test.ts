@@ -78,7 +78,8 @@ describe('fake Ollama through the ollama client', () => {
     expect((await client.version()).version).toMatch(/^\d+\.\d+\.\d+$/);
     const show = await client.show({ model: 'mistral:7b-instruct' });
     expect(show.capabilities).toContain('tools');
-    expect(show.model_info['llama.context_length']).toBe(32_768);
+    // The client types model_info as a Map, but on the wire (and at run time) it is a plain object.
+    expect((show.model_info as unknown as Record<string, unknown>)['llama.context_length']).toBe(32_768);
   });
 
   it('fails before the first token with an HTTP error, and after it with an error line', async () => {
