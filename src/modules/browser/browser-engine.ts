@@ -1,0 +1,335 @@
+// What the browser module does, below its contract: sessions (one browser context and page each, owned
+// by a user, closed when idle), navigation with refusals attributed to the guard, actions, screenshots,
+// content, and one-shot page reads. Plain constructor arguments (no DI), so the security tests can build
+// it with a stub resolver.
+import { randomBytes } from 'node:crypto';
+import type { BrowserContext, Page, Response } from 'playwright';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { ContractError } from '../../kernel/contract/errors.js';
+import { Chromium } from './chromium.js';
+import type { browserSettings, BROWSER_ACTIONS, CONTENT_FORMATS } from './contract.js';
+import { BLOCKED_HEADER, GuardProxy, UPSTREAM_ERROR_HEADER, type ProxyClient } from './guard-proxy.js';
+import { pageMarkdown, readPage } from './page-reader.js';
+import { SsrfGuard, systemResolver, type Resolver } from './ssrf-guard.js';
+
+export type BrowserSettings = z.output<typeof browserSettings>;
+export type BrowserAction = (typeof BROWSER_ACTIONS)[number];
+export type ContentFormat = (typeof CONTENT_FORMATS)[number];
+
+export interface EngineOptions {
+  executablePath: string;
+  settings: () => BrowserSettings;
+  logger: Logger;
+  resolver?: Resolver;
+  /** Upstream connect timeout of the proxy. */
+  connectTimeoutMs?: number;
+}
+
+interface Session {
+  id: string;
+  ownerId: string;
+  context: BrowserContext;
+  page: Page;
+  client: ProxyClient;
+  createdAt: number;
+  lastUsedAt: number;
+  /** Operations on one page run one after another. */
+  queue: Promise<unknown>;
+  busy: number;
+}
+
+function truncate(s: string, max: number): { text: string; truncated: boolean } {
+  return s.length > max ? { text: s.slice(0, max), truncated: true } : { text: s, truncated: false };
+}
+
+function isPlaywrightTimeout(err: unknown): boolean {
+  return (err as Error | undefined)?.name === 'TimeoutError';
+}
+
+/** A small counting semaphore for one-shot reads. */
+class Gate {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+  async enter(limit: () => number): Promise<() => void> {
+    while (this.running >= limit()) await new Promise<void>((r) => this.waiting.push(r));
+    this.running++;
+    return () => {
+      this.running--;
+      this.waiting.shift()?.();
+    };
+  }
+}
+
+export class BrowserEngine {
+  readonly guard: SsrfGuard;
+  readonly proxy: GuardProxy;
+  readonly chromium: Chromium;
+  private readonly sessions = new Map<string, Session>();
+  private readonly fetchGate = new Gate();
+  private sweeper: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: EngineOptions) {
+    this.guard = new SsrfGuard(opts.resolver ?? systemResolver);
+    this.proxy = new GuardProxy(this.guard, opts.logger, opts.connectTimeoutMs);
+    this.chromium = new Chromium(opts.executablePath, opts.logger);
+    this.chromium.onDisconnect = () => {
+      for (const s of this.sessions.values()) this.proxy.unregister(s.client);
+      this.sessions.clear();
+    };
+    this.applySettings();
+  }
+
+  private get settings(): BrowserSettings {
+    return this.opts.settings();
+  }
+
+  /** Takes in changed settings (the allow-list above all). */
+  applySettings(): void {
+    this.guard.setAllowHosts(this.settings.allowHosts);
+  }
+
+  async start(): Promise<void> {
+    await this.proxy.start();
+    this.sweeper = setInterval(() => void this.closeIdle(), 5000);
+    this.sweeper.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
+    await Promise.all([...this.sessions.values()].map((s) => this.dispose(s)));
+    await this.chromium.close();
+    await this.proxy.stop();
+  }
+
+  health(): { status: 'ok' | 'degraded'; detail?: string } {
+    if (!this.chromium.installed()) return { status: 'degraded', detail: `no Chromium at ${this.chromium.path}` };
+    return { status: 'ok', detail: `${this.sessions.size} sessions, Chromium ${this.chromium.running() ? 'running' : 'starts on first use'}` };
+  }
+
+  private async openContext(): Promise<{ context: BrowserContext; client: ProxyClient }> {
+    const client = this.proxy.register();
+    try {
+      const s = this.settings;
+      const context = await this.chromium.newContext({
+        proxy: { server: this.proxy.url, username: client.username, password: client.password },
+        viewport: { width: s.viewportWidth, height: s.viewportHeight },
+      });
+      context.setDefaultNavigationTimeout(s.navigationTimeoutMs);
+      context.setDefaultTimeout(s.actionTimeoutMs);
+      return { context, client };
+    } catch (err) {
+      this.proxy.unregister(client);
+      throw new ContractError('unavailable', `the browser cannot start: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+
+  // ---- sessions ----
+
+  async createSession(ownerId: string): Promise<{ id: string; createdAt: string; idleTimeoutS: number }> {
+    const s = this.settings;
+    const own = [...this.sessions.values()].filter((x) => x.ownerId === ownerId).length;
+    if (own >= s.maxSessionsPerUser) {
+      throw new ContractError('conflict', `you have ${own} open browser sessions, the limit is ${s.maxSessionsPerUser}: close one first`);
+    }
+    if (this.sessions.size >= s.maxSessions) throw new ContractError('unavailable', 'too many browser sessions are open right now; try again later');
+    const { context, client } = await this.openContext();
+    const page = await context.newPage();
+    const now = Date.now();
+    const session: Session = { id: `bs_${randomBytes(12).toString('base64url')}`, ownerId, context, page, client, createdAt: now, lastUsedAt: now, queue: Promise.resolve(), busy: 0 };
+    this.sessions.set(session.id, session);
+    return { id: session.id, createdAt: new Date(now).toISOString(), idleTimeoutS: s.sessionIdleS };
+  }
+
+  async listSessions(ownerId: string) {
+    const own = [...this.sessions.values()].filter((s) => s.ownerId === ownerId);
+    return Promise.all(
+      own.map(async (s) => ({
+        id: s.id,
+        url: s.page.url(),
+        title: await s.page.title().catch(() => ''),
+        createdAt: new Date(s.createdAt).toISOString(),
+        lastUsedAt: new Date(s.lastUsedAt).toISOString(),
+      })),
+    );
+  }
+
+  async closeSession(ownerId: string, id: string): Promise<void> {
+    const s = this.sessions.get(id);
+    if (!s || s.ownerId !== ownerId) return;
+    await this.dispose(s);
+  }
+
+  private async dispose(s: Session): Promise<void> {
+    this.sessions.delete(s.id);
+    this.proxy.unregister(s.client);
+    await s.context.close().catch(() => undefined);
+  }
+
+  private async closeIdle(): Promise<void> {
+    const limit = this.settings.sessionIdleS * 1000;
+    const now = Date.now();
+    for (const s of [...this.sessions.values()]) {
+      if (s.busy === 0 && now - s.lastUsedAt > limit) {
+        this.opts.logger.info({ sessionId: s.id, ownerId: s.ownerId }, 'browser session closed after being idle');
+        await this.dispose(s);
+      }
+    }
+  }
+
+  /** Runs `fn` on the caller's session, after whatever runs on it already; another user's session is not found. */
+  private withSession<T>(ownerId: string, id: string, fn: (s: Session) => Promise<T>): Promise<T> {
+    const s = this.sessions.get(id);
+    if (!s || s.ownerId !== ownerId) return Promise.reject(new ContractError('not_found', `no browser session ${id}`));
+    s.busy++;
+    s.lastUsedAt = Date.now();
+    const run = s.queue.then(() => {
+      if (!this.sessions.has(s.id)) throw new ContractError('not_found', `browser session ${id} was closed`);
+      return fn(s);
+    });
+    s.queue = run.catch(() => undefined);
+    return run.finally(() => {
+      s.busy--;
+      s.lastUsedAt = Date.now();
+    });
+  }
+
+  // ---- navigation ----
+
+  /** Refuses up front what the guard refuses (no connection is even tried), then loads the page. */
+  private async goto(page: Page, client: ProxyClient, url: string): Promise<Response | null> {
+    const verdict = await this.guard.checkUrl(url);
+    if (!verdict.allowed) {
+      if (verdict.kind === 'forbidden') throw new ContractError('forbidden', `refused by the SSRF guard: ${verdict.reason}`);
+      throw new ContractError('unavailable', verdict.reason);
+    }
+    const refusalsBefore = client.refusals.length;
+    const failuresBefore = client.failures.length;
+    const since = Date.now();
+    let response: Response | null;
+    try {
+      response = await page.goto(url, { waitUntil: 'load' });
+    } catch (err) {
+      // An https redirect to a refused address ends in a failed tunnel rather than a 403 page.
+      const refused = client.refusals.slice(refusalsBefore).find((r) => r.at >= since);
+      if (refused) throw new ContractError('forbidden', `refused by the SSRF guard: ${refused.reason} (${refused.url})`);
+      if (isPlaywrightTimeout(err)) throw new ContractError('timeout', `the page did not load within ${this.settings.navigationTimeoutMs} ms`);
+      const failed = client.failures.slice(failuresBefore).find((r) => r.at >= since);
+      if (failed) throw new ContractError('unavailable', failed.reason);
+      throw new ContractError('unavailable', `cannot load ${url}: ${(err as Error).message.split('\n')[0]?.replace(/^page\.goto: /, '')}`);
+    }
+    const headers = response ? await response.allHeaders() : {};
+    const blocked = headers[BLOCKED_HEADER];
+    if (blocked !== undefined && response?.status() === 403) {
+      throw new ContractError('forbidden', `refused by the SSRF guard: ${decodeURIComponent(blocked)} (${response.url()})`);
+    }
+    const upstream = headers[UPSTREAM_ERROR_HEADER];
+    if (upstream !== undefined && response?.status() === 502) throw new ContractError('unavailable', decodeURIComponent(upstream));
+    return response;
+  }
+
+  async navigate(ownerId: string, id: string, url: string): Promise<{ url: string; title: string; status: number | null }> {
+    return this.withSession(ownerId, id, async (s) => {
+      const response = await this.goto(s.page, s.client, url);
+      return { url: s.page.url(), title: await s.page.title(), status: response?.status() ?? null };
+    });
+  }
+
+  async act(ownerId: string, id: string, input: { action: BrowserAction; selector?: string | undefined; value?: string | undefined }): Promise<{ url: string; title: string }> {
+    return this.withSession(ownerId, id, async (s) => {
+      const { page } = s;
+      const { action, selector, value } = input;
+      try {
+        switch (action) {
+          case 'click':
+            await page.click(selector!);
+            break;
+          case 'fill':
+            await page.fill(selector!, value!);
+            break;
+          case 'type':
+            await page.locator(selector!).first().pressSequentially(value!);
+            break;
+          case 'press':
+            if (selector) await page.press(selector, value!);
+            else await page.keyboard.press(value!);
+            break;
+          case 'select':
+            await page.selectOption(selector!, value!);
+            break;
+          case 'hover':
+            await page.hover(selector!);
+            break;
+          case 'wait_for':
+            await page.waitForSelector(selector!, { state: 'visible' });
+            break;
+          case 'scroll':
+            if (selector) await page.locator(selector).first().scrollIntoViewIfNeeded();
+            else {
+              const [a, b] = (value ?? '600').split(',').map(Number);
+              await page.mouse.wheel(b === undefined ? 0 : a!, b === undefined ? a! : b);
+            }
+            break;
+        }
+        // A click may start a navigation; let it commit so the answer names the page the user is now on.
+        await page.waitForLoadState('domcontentloaded', { timeout: this.settings.actionTimeoutMs }).catch(() => undefined);
+      } catch (err) {
+        if (err instanceof ContractError) throw err;
+        const message = (err as Error).message.split('\n')[0] ?? '';
+        if (isPlaywrightTimeout(err)) throw new ContractError('not_found', `no element matches ${JSON.stringify(selector)} (waited ${this.settings.actionTimeoutMs} ms)`);
+        if (/Unknown key|is not a valid selector|Unexpected token|selector/i.test(message)) throw new ContractError('invalid_input', message.replace(/^[\w.]+: /, ''));
+        throw new ContractError('conflict', `${action} failed: ${message.replace(/^[\w.]+: /, '')}`);
+      }
+      return { url: page.url(), title: await page.title().catch(() => '') };
+    });
+  }
+
+  async screenshot(ownerId: string, id: string, fullPage: boolean): Promise<Buffer> {
+    return this.withSession(ownerId, id, (s) => s.page.screenshot({ type: 'png', fullPage }));
+  }
+
+  async content(ownerId: string, id: string, format: ContentFormat) {
+    return this.withSession(ownerId, id, async (s) => {
+      const { page } = s;
+      const raw =
+        format === 'text'
+          ? await page.evaluate<string>('document.body ? document.body.innerText : ""')
+          : format === 'html'
+            ? await page.content()
+            : pageMarkdown(await page.content(), page.url());
+      const { text, truncated } = truncate(raw, this.settings.maxContentChars);
+      return { url: page.url(), title: await page.title(), format, content: text, truncated };
+    });
+  }
+
+  // ---- one-shot read ----
+
+  /** Loads `url` in a throw-away context (no images, fonts or media) and reads it as Markdown. */
+  async fetchPage(url: string): Promise<{ url: string; title: string; markdown: string; status: number; truncated: boolean }> {
+    const leave = await this.fetchGate.enter(() => this.settings.maxConcurrentFetches);
+    let opened: { context: BrowserContext; client: ProxyClient } | undefined;
+    try {
+      opened = await this.openContext();
+      const { context, client } = opened;
+      // Only what the text needs: images, fonts and media are never requested.
+      await context.route('**/*', (route) =>
+        ['image', 'media', 'font'].includes(route.request().resourceType()) ? route.abort('blockedbyclient') : route.continue(),
+      );
+      const page = await context.newPage();
+      const response = await this.goto(page, client, url);
+      const status = response?.status() ?? 200;
+      if (status >= 400) {
+        throw new ContractError(status === 404 || status === 410 ? 'not_found' : 'unavailable', `${page.url()} answered ${status}`);
+      }
+      const read = readPage(await page.content(), page.url(), await page.title());
+      const { text, truncated } = truncate(read.markdown, this.settings.maxContentChars);
+      return { url: page.url(), title: read.title, markdown: text, status, truncated };
+    } finally {
+      leave();
+      if (opened) {
+        this.proxy.unregister(opened.client);
+        await opened.context.close().catch(() => undefined);
+      }
+    }
+  }
+}
