@@ -27,6 +27,12 @@ export interface RequestContext {
   readonly idempotencyKey?: string;
   /** The end user's network address as the gateway saw it (after trusted proxies), for abuse limits. */
   readonly clientAddress?: string;
+  /**
+   * Aborted when nobody waits for the answer any more: the caller stopped a stream, its connection
+   * closed, or its own signal aborted. Bindings link it to each handler's `call.signal`, so a stop
+   * travels down every call made on the caller's behalf, across processes too.
+   */
+  readonly signal?: AbortSignal;
 }
 
 const storage = new AsyncLocalStorage<RequestContext>();

@@ -9,6 +9,7 @@ import { ContractError, contractErrorFromBody, isContractError } from '../contra
 import { parseInput, issuesOf } from '../contract/validation.js';
 import { currentContext, effectiveDeadline } from '../context/request-context.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { cancellable, cancelledError, linkSignal } from './cancellable-stream.js';
 import { contextHeaders, HEALTH_OPERATION, RPC_PREFIX } from './wire.js';
 
 export interface HttpBindingOptions {
@@ -40,18 +41,25 @@ function isTransportFailure(err: unknown): boolean {
 }
 const TRANSPORT = Object.freeze({ transport: true });
 
-function send(url: URL, body: string, hdrs: Record<string, string>, deadline: number): Promise<Attempt> {
+function send(url: URL, body: string, hdrs: Record<string, string>, deadline: number, signal?: AbortSignal): Promise<Attempt> {
   return new Promise((resolve, reject) => {
     const wait = deadline - Date.now();
     if (wait <= 0) {
       reject(new ContractError('timeout', 'deadline passed before the call', TRANSPORT));
       return;
     }
+    if (signal?.aborted) {
+      reject(cancelledError(signal));
+      return;
+    }
     const mod = url.protocol === 'https:' ? https : http;
+    // The signal destroys the request, and with it the connection, whenever it aborts: before the
+    // answer, or while a stream is being read. The server sees the socket close and stops the handler.
     const req = mod.request(url, {
       method: 'POST',
       agent: url.protocol === 'https:' ? agents.https : agents.http,
       headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...hdrs },
+      ...(signal ? { signal } : {}),
     });
     const timer = setTimeout(() => {
       req.destroy(new ContractError('timeout', `no answer from ${url.host} within ${wait} ms`, TRANSPORT));
@@ -62,6 +70,11 @@ function send(url: URL, body: string, hdrs: Record<string, string>, deadline: nu
     });
     req.on('error', (err) => {
       clearTimeout(timer);
+      // A cancelled call is the caller's choice, not a sign of the target's health (not a transport failure).
+      if (signal?.aborted) {
+        reject(cancelledError(signal));
+        return;
+      }
       reject(
         isContractError(err)
           ? err
@@ -142,8 +155,8 @@ export function createHttpBinding<C extends AnyContract>(contract: C, opts: Http
 
   // One breaker per target module: it opens on transport failures only, never on answers such as not_found.
   const breaker = new CircuitBreaker(
-    async (operation: string, body: string, hdrs: Record<string, string>, deadline: number) => {
-      return send(target(operation), body, hdrs, deadline);
+    async (operation: string, body: string, hdrs: Record<string, string>, deadline: number, signal?: AbortSignal) => {
+      return send(target(operation), body, hdrs, deadline, signal);
     },
     {
       timeout: false,
@@ -166,6 +179,7 @@ export function createHttpBinding<C extends AnyContract>(contract: C, opts: Http
     deadline: number,
     idempotent: boolean,
     answerBy: number = deadline,
+    signal: AbortSignal | undefined = currentContext()?.signal,
   ): Promise<Attempt> => {
     const body = JSON.stringify({ input });
     const hdrs = { authorization: `Bearer ${opts.internalToken}`, ...contextHeaders(currentContext(), deadline) };
@@ -173,14 +187,16 @@ export function createHttpBinding<C extends AnyContract>(contract: C, opts: Http
       // Checked before the breaker: a caller out of time says nothing about the target's health.
       if (answerBy <= Date.now()) throw new ContractError('timeout', `${moduleId}.${operation}: deadline passed before the call`);
       try {
-        return (await breaker.fire(operation, body, hdrs, answerBy)) as Attempt;
+        return (await breaker.fire(operation, body, hdrs, answerBy, signal)) as Attempt;
       } catch (err) {
         const ce = isContractError(err)
           ? err
           : new ContractError('unavailable', `module "${moduleId}" is unavailable (circuit open)`);
         const backoff = 25 * 3 ** attempt;
         const again =
-          idempotent && attempt < retries && ce.retryable && !breaker.opened && Date.now() + backoff < answerBy && isTransportFailure(ce);
+          !signal?.aborted &&
+          idempotent &&
+          attempt < retries && ce.retryable && !breaker.opened && Date.now() + backoff < answerBy && isTransportFailure(ce);
         if (!again) throw ce.details === TRANSPORT ? new ContractError(ce.code, ce.message) : ce;
         await new Promise((r) => setTimeout(r, backoff));
       }
@@ -200,56 +216,78 @@ export function createHttpBinding<C extends AnyContract>(contract: C, opts: Http
       done?.('ok');
       return out.data;
     } catch (err) {
-      const ce = isContractError(err) ? (err.details === TRANSPORT ? new ContractError(err.code, err.message) : err) : new ContractError('internal', 'Internal error');
+      const signal = currentContext()?.signal;
+      const ce = signal?.aborted
+        ? cancelledError(signal)
+        : isContractError(err)
+          ? err.details === TRANSPORT
+            ? new ContractError(err.code, err.message)
+            : err
+          : new ContractError('internal', 'Internal error');
       done?.(ce.code);
       throw ce;
     }
   };
 
   const stream = (name: string, op: StreamOperation) => (rawInput: unknown): AsyncIterable<unknown> => ({
-    async *[Symbol.asyncIterator]() {
-      const done = opts.metrics?.timeOperation(moduleId, name, 'remote');
-      let outcome = 'ok';
-      let res: http.IncomingMessage | undefined;
-      try {
-        const input = parseInput(op.input, rawInput);
-        // As in the local binding: the context deadline bounds the whole stream (and is what the callee
-        // gets), timeoutMs bounds each wait for a chunk. Sending now + timeoutMs as the deadline would
-        // make the callee cut a healthy stream that merely lasts longer than one chunk's timeout.
-        const deadline = effectiveDeadline(24 * 3600_000);
-        const idleMs = () => Math.min(op.timeoutMs, deadline - Date.now());
-        res = (await fire(name, input, deadline, op.idempotent, Math.min(deadline, Date.now() + op.timeoutMs))).res;
-        if (res.statusCode !== 200) {
-          const body = (await readJson(res, Date.now() + idleMs())) as { error?: unknown } | undefined;
-          throw contractErrorFromBody(body?.error);
-        }
-        let ended = false;
-        for await (const line of ndjsonLines(res, idleMs, `${moduleId}.${name}`)) {
-          let msg: { chunk?: unknown; end?: boolean; error?: unknown };
-          try {
-            msg = JSON.parse(line) as typeof msg;
-          } catch {
-            throw new ContractError('internal', `remote ${moduleId}.${name} sent a malformed stream line`);
+    [Symbol.asyncIterator]() {
+      // Stopping is immediate: return() or the caller's signal aborts `ac`, which destroys the request
+      // (and its connection) at once, even while we wait for the next line; the server notices the
+      // closed connection and aborts its handler's signal.
+      const ac = new AbortController();
+      const unlink = linkSignal(currentContext()?.signal, ac);
+      const produce = async function* () {
+        const done = opts.metrics?.timeOperation(moduleId, name, 'remote');
+        let outcome = 'ok';
+        let res: http.IncomingMessage | undefined;
+        try {
+          const input = parseInput(op.input, rawInput);
+          // As in the local binding: the context deadline bounds the whole stream (and is what the callee
+          // gets), timeoutMs bounds each wait for a chunk. Sending now + timeoutMs as the deadline would
+          // make the callee cut a healthy stream that merely lasts longer than one chunk's timeout.
+          const deadline = effectiveDeadline(24 * 3600_000);
+          const idleMs = () => Math.min(op.timeoutMs, deadline - Date.now());
+          res = (await fire(name, input, deadline, op.idempotent, Math.min(deadline, Date.now() + op.timeoutMs), ac.signal)).res;
+          if (res.statusCode !== 200) {
+            const body = (await readJson(res, Date.now() + idleMs())) as { error?: unknown } | undefined;
+            throw contractErrorFromBody(body?.error);
           }
-          if (msg.error !== undefined) throw contractErrorFromBody(msg.error);
-          if (msg.end) {
-            ended = true;
-            break;
+          let ended = false;
+          for await (const line of ndjsonLines(res, idleMs, `${moduleId}.${name}`)) {
+            let msg: { chunk?: unknown; end?: boolean; error?: unknown };
+            try {
+              msg = JSON.parse(line) as typeof msg;
+            } catch {
+              throw new ContractError('internal', `remote ${moduleId}.${name} sent a malformed stream line`);
+            }
+            if (msg.error !== undefined) throw contractErrorFromBody(msg.error);
+            if (msg.end) {
+              ended = true;
+              break;
+            }
+            const chunk = op.chunk.safeParse(msg.chunk);
+            if (!chunk.success) throw new ContractError('internal', `remote ${moduleId}.${name} streamed outside its contract`);
+            yield chunk.data;
           }
-          const chunk = op.chunk.safeParse(msg.chunk);
-          if (!chunk.success) throw new ContractError('internal', `remote ${moduleId}.${name} streamed outside its contract`);
-          yield chunk.data;
+          if (!ended) throw new ContractError('unavailable', `stream from ${moduleId}.${name} broke off`);
+        } catch (err) {
+          const ce = ac.signal.aborted
+            ? cancelledError(ac.signal)
+            : isContractError(err)
+              ? err.details === TRANSPORT
+                ? new ContractError(err.code, err.message)
+                : err
+              : new ContractError('unavailable', `stream from ${moduleId}.${name} failed`);
+          outcome = ce.code;
+          throw ce;
+        } finally {
+          unlink();
+          // Closing the response tells the server to stop producing.
+          if (res && !res.complete) res.destroy();
+          done?.(outcome);
         }
-        if (!ended) throw new ContractError('unavailable', `stream from ${moduleId}.${name} broke off`);
-      } catch (err) {
-        const ce = isContractError(err) ? (err.details === TRANSPORT ? new ContractError(err.code, err.message) : err) : new ContractError('unavailable', `stream from ${moduleId}.${name} failed`);
-        outcome = ce.code;
-        throw ce;
-      } finally {
-        // Closing the response tells the server to stop producing.
-        if (res && !res.complete) res.destroy();
-        done?.(outcome);
-      }
+      };
+      return cancellable(produce(), ac);
     },
   });
 

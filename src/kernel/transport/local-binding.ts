@@ -16,6 +16,7 @@ import { ContractError, toContractError } from '../contract/errors.js';
 import { parseInput, issuesOf } from '../contract/validation.js';
 import { currentContext, effectiveDeadline, newRequestId, runWithContext } from '../context/request-context.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { cancellable, cancelledError, linkSignal } from './cancellable-stream.js';
 
 export interface LocalBindingOptions {
   metrics?: Metrics;
@@ -74,16 +75,23 @@ function unaryCall(moduleId: string, name: string, op: UnaryOperation, handler: 
   return async (rawInput: unknown): Promise<unknown> => {
     const done = metrics?.timeOperation(moduleId, name, 'local');
     let timer: NodeJS.Timeout | undefined;
+    let unlink: (() => void) | undefined;
     try {
       const input = parseInput(op.input, rawInput);
       const deadline = effectiveDeadline(op.timeoutMs);
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new ContractError('timeout', `${moduleId}.${name}: deadline passed before the call`);
-      // Most handlers never look at the signal: create the controller only when one does.
+      // Most handlers never look at the signal: create the controller only when one does. It follows
+      // the caller's signal (a stopped stream, a closed connection), which calls made by the handler
+      // also inherit through the context.
       let ac: AbortController | undefined;
+      const parentSignal = currentContext()?.signal;
       const call: CallInfo = {
         get signal() {
-          ac ??= new AbortController();
+          if (!ac) {
+            ac = new AbortController();
+            unlink = linkSignal(parentSignal, ac);
+          }
           return ac.signal;
         },
       };
@@ -111,6 +119,7 @@ function unaryCall(moduleId: string, name: string, op: UnaryOperation, handler: 
       throw ce;
     } finally {
       if (timer) clearTimeout(timer);
+      unlink?.();
     }
   };
 }
@@ -118,49 +127,59 @@ function unaryCall(moduleId: string, name: string, op: UnaryOperation, handler: 
 function streamCall(moduleId: string, name: string, op: StreamOperation, handler: AnyFn, opts: LocalBindingOptions) {
   const { metrics, logger } = opts;
   return (rawInput: unknown): AsyncIterable<unknown> => ({
-    async *[Symbol.asyncIterator]() {
-      const done = metrics?.timeOperation(moduleId, name, 'local');
+    [Symbol.asyncIterator]() {
+      // `stop`: the consumer stopped (return(), acting at once even while a chunk is awaited) or the
+      // caller's own signal aborted. `ac`, the handler's signal, follows it and also aborts at the end.
+      const stop = new AbortController();
+      const unlinkCaller = linkSignal(currentContext()?.signal, stop);
       const ac = new AbortController();
-      let iterator: AsyncIterator<unknown> | undefined;
-      let outcome = 'ok';
-      try {
-        const input = parseInput(op.input, rawInput);
-        // The context deadline bounds the whole stream; timeoutMs bounds each wait for a chunk.
-        const ctx = callContext(effectiveDeadline(24 * 3600_000));
-        const source = runWithContext(ctx, () => handler(input, { signal: ac.signal })) as AsyncIterable<unknown>;
-        iterator = source[Symbol.asyncIterator]();
-        for (;;) {
-          const wait = Math.min(op.timeoutMs, ctx.deadline - Date.now());
-          if (wait <= 0) throw new ContractError('timeout', `${moduleId}.${name}: deadline passed`);
-          let timer: NodeJS.Timeout | undefined;
-          const it = iterator;
-          const next = await Promise.race([
-            runWithContext(ctx, () => it.next()),
-            new Promise<never>((_, reject) => {
-              timer = setTimeout(
-                () => reject(new ContractError('timeout', `${moduleId}.${name}: no chunk within ${wait} ms`)),
-                wait,
-              );
-            }),
-          ]).finally(() => clearTimeout(timer));
-          if (next.done) break;
-          const chunk = op.chunk.safeParse(next.value);
-          if (!chunk.success) {
-            logger?.error({ module: moduleId, operation: name, issues: issuesOf(chunk.error) }, 'chunk violates contract');
-            throw new ContractError('internal', 'Internal error');
+      const unlink = linkSignal(stop.signal, ac);
+      const produce = async function* () {
+        const done = metrics?.timeOperation(moduleId, name, 'local');
+        let iterator: AsyncIterator<unknown> | undefined;
+        let outcome = 'ok';
+        try {
+          const input = parseInput(op.input, rawInput);
+          // The context deadline bounds the whole stream; timeoutMs bounds each wait for a chunk.
+          const ctx = { ...callContext(effectiveDeadline(24 * 3600_000)), signal: ac.signal };
+          const source = runWithContext(ctx, () => handler(input, { signal: ac.signal })) as AsyncIterable<unknown>;
+          iterator = source[Symbol.asyncIterator]();
+          for (;;) {
+            const wait = Math.min(op.timeoutMs, ctx.deadline - Date.now());
+            if (wait <= 0) throw new ContractError('timeout', `${moduleId}.${name}: deadline passed`);
+            let timer: NodeJS.Timeout | undefined;
+            const it = iterator;
+            const next = await Promise.race([
+              runWithContext(ctx, () => it.next()),
+              new Promise<never>((_, reject) => {
+                timer = setTimeout(
+                  () => reject(new ContractError('timeout', `${moduleId}.${name}: no chunk within ${wait} ms`)),
+                  wait,
+                );
+              }),
+            ]).finally(() => clearTimeout(timer));
+            if (next.done) break;
+            const chunk = op.chunk.safeParse(next.value);
+            if (!chunk.success) {
+              logger?.error({ module: moduleId, operation: name, issues: issuesOf(chunk.error) }, 'chunk violates contract');
+              throw new ContractError('internal', 'Internal error');
+            }
+            yield chunk.data;
           }
-          yield chunk.data;
+        } catch (err) {
+          const ce = stop.signal.aborted ? cancelledError(stop.signal) : failure(moduleId, name, err, logger, opts.classify);
+          outcome = ce.code;
+          throw ce;
+        } finally {
+          unlink();
+          unlinkCaller();
+          ac.abort();
+          // Tell the producer nobody reads any more (consumer stopped early, timeout or error).
+          void iterator?.return?.(undefined)?.catch(() => undefined);
+          done?.(outcome);
         }
-      } catch (err) {
-        const ce = failure(moduleId, name, err, logger, opts.classify);
-        outcome = ce.code;
-        throw ce;
-      } finally {
-        ac.abort();
-        // Tell the producer nobody reads any more (consumer stopped early, timeout or error).
-        void iterator?.return?.(undefined)?.catch(() => undefined);
-        done?.(outcome);
-      }
+      };
+      return cancellable(produce(), stop);
     },
   });
 }

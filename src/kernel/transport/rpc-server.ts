@@ -69,7 +69,13 @@ export function createRpcRouter(opts: RpcServerOptions): Router {
   router.use(express.json({ limit: opts.bodyLimit ?? '10mb' }));
 
   router.post('/:module/:operation', async (req: Request, res: Response) => {
-    const ctx = contextOf(req);
+    // The caller hung up (stopped a stream, cancelled its call, or died): abort the handler's signal at
+    // once, instead of waiting for its next chunk to fail on a closed socket.
+    const hangUp = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) hangUp.abort(new ContractError('unavailable', 'the caller closed the connection', { cancelled: true }));
+    });
+    const ctx: RequestContext = { ...contextOf(req), signal: hangUp.signal };
     const moduleId = String(req.params.module);
     const operation = String(req.params.operation);
     const hosted = opts.hosted(moduleId);
