@@ -7,7 +7,8 @@ import { ContractError, toContractError } from '../kernel/contract/errors.js';
 import { currentContext, runWithContext, type Actor, type RequestContext } from '../kernel/context/request-context.js';
 import { bearerMatches } from '../kernel/transport/wire.js';
 import { writeNdjson } from '../kernel/transport/ndjson-response.js';
-import { bearerToken, type Authenticator } from './authenticator.js';
+import { bearerToken } from './authenticator.js';
+import type { Credentials } from './credentials.js';
 import { sendError } from './error-envelope.js';
 import type { RateLimits } from './rate-limit.js';
 
@@ -18,7 +19,7 @@ export interface ContractRoutesOptions {
   /** Body handling (content-type check, JSON parser), applied only to routes that take a body. */
   bodyParsers: RequestHandler[];
   port: (moduleId: string) => Record<string, unknown> | undefined;
-  authenticate: Authenticator;
+  credentials: Credentials;
   internalToken: string | undefined;
   rateLimits: RateLimits;
 }
@@ -27,7 +28,13 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-export function defaultInput(req: RouteRequest): unknown {
+export function defaultInput(req: RouteRequest, route?: RouteDef): unknown {
+  // The body's fields are the operation's fields: a body of null, a string or an array names none of
+  // them, and must not pass as an empty change.
+  if (req.body !== undefined && !isPlainObject(req.body)) {
+    const what = req.body === null ? 'null' : Array.isArray(req.body) ? 'an array' : `a ${typeof req.body}`;
+    throw new ContractError('invalid_input', `the body must be a JSON object, not ${what}`, [{ path: '', message: `expected an object${route ? ` for ${route.method} ${route.path}` : ''}` }]);
+  }
   return { ...req.query, ...(isPlainObject(req.body) ? req.body : {}), ...req.params };
 }
 
@@ -44,13 +51,12 @@ function authorise(route: RouteDef, req: Request, opts: ContractRoutesOptions): 
       return { type: 'service', name: 'internal' };
     case 'user':
     case 'admin':
-      return authenticated(route, bearerToken(authorization), opts.authenticate);
+      return authenticated(route, bearerToken(authorization), req.ip, opts.credentials);
   }
 }
 
-async function authenticated(route: RouteDef, token: string | undefined, authenticate: Authenticator): Promise<Actor> {
-  const actor = token ? await authenticate(token) : undefined;
-  if (!actor) throw new ContractError('unauthenticated', 'sign in first: Authorization: Bearer <access token or API key>');
+async function authenticated(route: RouteDef, token: string | undefined, address: string | undefined, credentials: Credentials): Promise<Actor> {
+  const actor = await credentials.actorFor(token, address);
   if (route.auth === 'admin' && !(actor.type === 'user' && actor.roles.includes('admin'))) {
     throw new ContractError('forbidden', 'this needs the admin role');
   }
@@ -68,19 +74,34 @@ export function mountContractRoutes(app: Express, opts: ContractRoutesOptions): 
       const status = route.status ?? 200;
       const timeoutMs = route.timeoutMs ?? op.timeoutMs;
       const limitClass = route.rateLimit ?? 'default';
-      const handle = async (req: Request, res: Response) => {
+      // Who is calling and whether they may, before a byte of the body is read: a caller without a valid
+      // credential must not make us buffer and parse up to the body limit.
+      const gate = (req: Request, res: Response, next: NextFunction) => {
         res.locals.route = route.path;
+        const refuse = (err: unknown) => sendError(res, toContractError(err));
+        const admit = (actor: Actor | undefined) => {
+          res.locals.actor = actor;
+          if (limitClass === 'none') next();
+          else opts.rateLimits.consume(limitClass, actor?.type === 'user' ? `user:${actor.id}` : `ip:${req.ip}`, res).then(() => next(), refuse);
+        };
+        let pending: ReturnType<typeof authorise>;
         try {
-          const pending = authorise(route, req, opts);
-          const actor = pending instanceof Promise ? await pending : pending;
-          if (limitClass !== 'none') {
-            await opts.rateLimits.consume(limitClass, actor?.type === 'user' ? `user:${actor.id}` : `ip:${req.ip}`, res);
-          }
+          pending = authorise(route, req, opts);
+        } catch (err) {
+          refuse(err);
+          return;
+        }
+        if (pending instanceof Promise) pending.then(admit, refuse);
+        else admit(pending);
+      };
+      const handle = async (req: Request, res: Response) => {
+        try {
+          const actor = res.locals.actor as Actor | undefined;
           const port = opts.port(contract.id);
           const fn = port?.[route.operation] as ((input: unknown) => unknown) | undefined;
           if (!fn) throw new ContractError('unavailable', `module "${contract.id}" is not bound`);
           const request: RouteRequest = { params: req.params as Record<string, string>, query: req.query as Record<string, unknown>, body: req.body };
-          const input = route.input ? route.input(request) : defaultInput(request);
+          const input = route.input ? route.input(request) : defaultInput(request, route);
           const ctx = { ...currentContext()!, ...(actor ? { actor } : {}), deadline: Date.now() + timeoutMs };
           if (op.kind === 'stream') {
             await streamNdjson(res, runWithContext(ctx, () => fn(input)) as AsyncIterable<unknown>, ctx);
@@ -95,7 +116,7 @@ export function mountContractRoutes(app: Express, opts: ContractRoutesOptions): 
       };
       const method = route.method.toLowerCase() as 'get' | 'post' | 'put' | 'patch' | 'delete';
       const takesBody = route.method === 'POST' || route.method === 'PUT' || route.method === 'PATCH';
-      app[method](`${opts.prefix}${route.path}`, ...(takesBody ? opts.bodyParsers : []), handle);
+      app[method](`${opts.prefix}${route.path}`, gate, ...(takesBody ? opts.bodyParsers : []), handle);
     }
   }
 }

@@ -1,7 +1,8 @@
 // One error envelope for every failure the edge answers (API.md): status from the code, no stack traces.
 import type { NextFunction, Request, Response } from 'express';
 import type { Logger } from 'pino';
-import { ContractError, toContractError } from '../kernel/contract/errors.js';
+import { isContractError, toContractError, type ContractError } from '../kernel/contract/errors.js';
+import { clientErrorOf } from '../kernel/transport/rpc-server.js';
 import { currentContext } from '../kernel/context/request-context.js';
 
 export function sendError(res: Response, err: ContractError): void {
@@ -16,33 +17,18 @@ export function sendError(res: Response, err: ContractError): void {
   res.status(err.status).json({ error: { ...err.toBody(), requestId } });
 }
 
-interface BodyParserError {
-  type?: string;
-  status?: number;
-}
-
-/** Maps what express and its body parser throw onto the contract's codes. */
+/** Maps what express, its router and its body parser throw onto the contract's codes. */
 export function edgeError(err: unknown): ContractError {
-  const type = (err as BodyParserError | undefined)?.type;
-  switch (type) {
-    case 'entity.parse.failed':
-      return new ContractError('invalid_input', 'Malformed JSON body', [{ path: '', message: 'body is not valid JSON' }]);
-    case 'entity.too.large':
-      return new ContractError('payload_too_large', 'Request body is too large');
-    case 'encoding.unsupported':
-    case 'charset.unsupported':
-      return new ContractError('unsupported_media_type', 'Unsupported body encoding');
-    case 'request.aborted':
-      return new ContractError('invalid_input', 'Request aborted by the client');
-    default:
-      return toContractError(err);
-  }
+  if (isContractError(err)) return err;
+  return clientErrorOf(err) ?? toContractError(err);
 }
 
 export function errorHandler(logger: Logger) {
-  return (err: unknown, _req: Request, res: Response, _next: NextFunction): void => {
+  return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
     const ce = edgeError(err);
     if (ce.code === 'internal') logger.error({ err: ce.cause ?? err }, 'unhandled error');
+    // A client's mistake is worth a line, not a stack.
+    else if (ce.status < 500) logger.warn({ code: ce.code, method: req.method, path: req.path, err: ce.message }, 'request refused');
     sendError(res, ce);
   };
 }

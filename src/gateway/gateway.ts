@@ -6,12 +6,13 @@ import helmet from 'helmet';
 import cors from 'cors';
 import type { Server as SocketServer } from 'socket.io';
 import type { AnyContract } from '../kernel/contract/define.js';
-import { ContractError } from '../kernel/contract/errors.js';
+import { ContractError, toContractError } from '../kernel/contract/errors.js';
 import { newRequestId, runWithContext } from '../kernel/context/request-context.js';
 import type { Runtime } from '../kernel/runtime/runtime.js';
-import { createRpcRouter } from '../kernel/transport/rpc-server.js';
+import { acceptedRequestId, createRpcRouter } from '../kernel/transport/rpc-server.js';
 import { bearerMatches, RPC_PREFIX } from '../kernel/transport/wire.js';
 import { refuseAll, bearerToken, type Authenticator } from './authenticator.js';
+import { Credentials } from './credentials.js';
 import { mountContractRoutes, requireJson } from './contract-routes.js';
 import { docsRouter } from './docs.js';
 import { errorHandler, sendError } from './error-envelope.js';
@@ -35,13 +36,13 @@ export interface Gateway {
   inFlight(): number;
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
 export function createGateway(opts: GatewayOptions): Gateway {
   const { runtime } = opts;
   const config = runtime.config;
   const logger = runtime.logger.child({ component: 'gateway' });
   const authenticate = opts.authenticate ?? refuseAll;
+  const budgets = { ...defaultBudgets, ...config.AUTOBOT_RATE_LIMITS };
+  const credentials = new Credentials(authenticate, runtime.redis(), budgets.authFailures, logger);
   const contracts = [...runtime.contracts(), ...opts.extraContracts.map((e) => e.contract)];
   const extra = new Map(opts.extraContracts.map((e) => [e.contract.id, e.port]));
   const portOf = (id: string) => extra.get(id) ?? runtime.portById(id);
@@ -55,8 +56,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
 
   let inFlight = 0;
   app.use((req: Request, res: Response, next: NextFunction) => {
-    const given = req.header('x-request-id');
-    const requestId = given && REQUEST_ID.test(given) ? given : newRequestId();
+    const requestId = acceptedRequestId(req.header('x-request-id')) ?? newRequestId();
     res.setHeader('X-Request-ID', requestId);
     inFlight++;
     const start = process.hrtime.bigint();
@@ -99,12 +99,15 @@ export function createGateway(opts: GatewayOptions): Gateway {
 
   app.get('/metrics', async (req: Request, res: Response) => {
     res.locals.route = '/metrics';
-    const token = bearerToken(req.header('authorization'));
     const byToken = config.METRICS_TOKEN !== undefined && bearerMatches(req.header('authorization'), config.METRICS_TOKEN);
-    const actor = !byToken && token ? await authenticate(token) : undefined;
-    if (!byToken && !(actor?.type === 'user' && actor.roles.includes('admin'))) {
-      sendError(res, new ContractError(token ? 'forbidden' : 'unauthenticated', 'metrics need the admin role or METRICS_TOKEN'));
-      return;
+    if (!byToken) {
+      try {
+        const actor = await credentials.actorFor(bearerToken(req.header('authorization')), req.ip);
+        if (!(actor.type === 'user' && actor.roles.includes('admin'))) throw new ContractError('forbidden', 'metrics need the admin role or METRICS_TOKEN');
+      } catch (err) {
+        sendError(res, toContractError(err));
+        return;
+      }
     }
     res.type(runtime.metrics.registry.contentType).send(await runtime.metrics.registry.metrics());
   });
@@ -121,9 +124,9 @@ export function createGateway(opts: GatewayOptions): Gateway {
     contracts,
     bodyParsers: [requireJson, express.json({ limit: config.AUTOBOT_BODY_LIMIT, strict: false })],
     port: portOf,
-    authenticate,
+    credentials,
     internalToken: config.AUTOBOT_INTERNAL_TOKEN,
-    rateLimits: new RateLimits(runtime.redis(), { ...defaultBudgets, ...config.AUTOBOT_RATE_LIMITS }),
+    rateLimits: new RateLimits(runtime.redis(), budgets),
   });
 
   app.use((req: Request, res: Response) => {
@@ -137,11 +140,21 @@ export function createGateway(opts: GatewayOptions): Gateway {
   server.requestTimeout = 120_000;
   const connections = runtime.redisConnections();
   const io = createSocketServer(server, {
-    authenticate,
+    credentials,
+    clientAddress: (raw) => clientAddressOf(app, raw),
     corsOrigins: config.AUTOBOT_CORS_ORIGINS,
     pub: connections.blocking('socket.io-pub'),
     sub: connections.blocking('socket.io-sub'),
     logger,
   });
   return { app, server, io, inFlight: () => inFlight };
+}
+
+/**
+ * The client address of a raw request (a socket.io handshake) as express reads it for its own requests,
+ * so the `trust proxy` setting means the same on both.
+ */
+function clientAddressOf(app: express.Express, raw: http.IncomingMessage): string | undefined {
+  const view = Object.create(app.request, { app: { value: app }, headers: { value: raw.headers }, socket: { value: raw.socket } }) as Request;
+  return view.ip;
 }

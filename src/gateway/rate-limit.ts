@@ -6,12 +6,14 @@ import type { Response } from 'express';
 import type { RateLimitClass } from '../kernel/contract/define.js';
 import { ContractError } from '../kernel/contract/errors.js';
 
-export type Budgets = Record<Exclude<RateLimitClass, 'none'>, { points: number; durationS: number }>;
+/** The route classes, and `authFailures`: refused credentials per client address (see credentials.ts). */
+export type Budgets = Record<Exclude<RateLimitClass, 'none'> | 'authFailures', { points: number; durationS: number }>;
 
 export const defaultBudgets: Budgets = {
   default: { points: 600, durationS: 60 },
   auth: { points: 20, durationS: 60 },
   expensive: { points: 60, durationS: 60 },
+  authFailures: { points: 100, durationS: 60 },
 };
 
 export class RateLimits {
@@ -19,6 +21,7 @@ export class RateLimits {
 
   constructor(redis: Redis, private readonly budgets: Budgets) {
     for (const [cls, b] of Object.entries(budgets)) {
+      if (cls === 'authFailures') continue;
       this.limiters.set(
         cls,
         new RateLimiterRedis({

@@ -1,15 +1,18 @@
 // socket.io on the gateway's HTTP server (path /ws): handshakes carry the same credentials as REST,
 // each socket joins its user's room, and the Redis adapter carries room broadcasts across instances.
-import type { Server as HttpServer } from 'node:http';
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import { Server } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { apiKeyRoom, sessionRoom, userRoom } from '../kernel/realtime/realtime.js';
-import type { Authenticator } from './authenticator.js';
+import { isContractError } from '../kernel/contract/errors.js';
+import type { Credentials } from './credentials.js';
 
 export interface SocketServerOptions {
-  authenticate: Authenticator;
+  credentials: Credentials;
+  /** The client address of a handshake, read as the REST routes read it (trust proxy). */
+  clientAddress: (req: IncomingMessage) => string | undefined;
   corsOrigins: string[];
   pub: Redis;
   sub: Redis;
@@ -39,10 +42,10 @@ export function createSocketServer(http: HttpServer, opts: SocketServerOptions):
       next(refusal('unauthenticated', 'a token is required: io(url, { path: "/ws", auth: { token } })'));
       return;
     }
-    opts
-      .authenticate(token)
+    opts.credentials
+      .actorFor(token, opts.clientAddress(socket.request))
       .then((actor) => {
-        if (!actor || actor.type !== 'user') {
+        if (actor.type !== 'user') {
           next(refusal('unauthenticated', 'the token is not valid'));
           return;
         }
@@ -50,7 +53,13 @@ export function createSocketServer(http: HttpServer, opts: SocketServerOptions):
         next();
       })
       .catch((err: unknown) => {
-        opts.logger.error({ err }, 'socket authentication failed');
+        if (isContractError(err) && (err.code === 'unauthenticated' || err.code === 'rate_limited')) {
+          next(refusal(err.code, err.code === 'unauthenticated' ? 'the token is not valid' : err.message));
+          return;
+        }
+        // The auth port down or slow: the client's token may be fine, so say so, and say why in the log.
+        if (isContractError(err) && err.code !== 'internal') opts.logger.warn({ code: err.code, err: err.message }, 'socket authentication unavailable');
+        else opts.logger.error({ err }, 'socket authentication failed');
         next(refusal('unavailable', 'authentication is unavailable'));
       });
   });

@@ -140,7 +140,8 @@ describe('rate limits', () => {
     try {
       const { Redis } = await import('ioredis');
       const client = new Redis({ path: redis.target.path! });
-      await client.del('kernel:ratelimit:default:user:u-admin');
+      // Both users' budgets start full, whatever earlier tests of this file spent (on this shared Redis).
+      await client.del('kernel:ratelimit:default:user:u-admin', 'kernel:ratelimit:default:user:u-user');
       client.disconnect();
       const headers = bearer(ADMIN_TOKEN);
       const first = await fetch(`${one.url}/api/v1/config/schema`, { headers });

@@ -19,7 +19,7 @@ const httpUrl = z.string().refine((u) => {
 }, 'must be an http(s) URL');
 
 const rateLimitSchema = z.partialRecord(
-  z.enum(['default', 'auth', 'expensive']),
+  z.enum(['default', 'auth', 'expensive', 'authFailures']),
   z.object({ points: z.number().int().positive(), durationS: z.number().int().positive() }),
 );
 
