@@ -27,7 +27,7 @@ export const knowledgeModule = defineModule({
   dependencies: [configContract, embeddingsContract],
   // Its own fact events feed the vector index: durable, so a change made while this module's worker
   // was down is still synced.
-  subscribes: ['config.settings.changed', 'knowledge.fact.created', 'knowledge.fact.updated', 'knowledge.fact.deleted'],
+  subscribes: ['config.settings.changed', 'auth.user.deleted', 'knowledge.fact.created', 'knowledge.fact.updated', 'knowledge.fact.deleted'],
   redisDb: 2,
   register(c) {
     c.registerSingleton(FactStore);
@@ -52,6 +52,8 @@ export const knowledgeModule = defineModule({
         const { namespaces } = event.payload as { namespaces: string[] };
         if (namespaces.includes(knowledgeContract.id)) await service.settings.reload();
       },
+      // A deleted user's knowledge goes with them (their shared facts stop being shown to everyone).
+      'auth.user.deleted': async (event) => service.purgeOwner((event.payload as { userId: string }).userId),
       'knowledge.fact.created': onFact,
       'knowledge.fact.updated': onFact,
       'knowledge.fact.deleted': onFact,

@@ -14,7 +14,7 @@ import { ModuleEventsToken, ModuleLogger, ModuleRedis, type ModuleEvents } from 
 import { SettingsHolder } from '../../kernel/module/settings-holder.js';
 import type { Redis } from 'ioredis';
 import { configContract } from '../config/contract.js';
-import { knowledgeContract, knowledgeSettings } from './contract.js';
+import { knowledgeContract, knowledgeSettings, MOVE_TO_ROOT } from './contract.js';
 import { CategoryStore, type StoredCategory } from './category-store.js';
 import { EntityStore, ownerEntitiesKey, ownerTypeKey, type AttributeValue, type StoredEntity } from './entity-store.js';
 import {
@@ -264,6 +264,42 @@ export class KnowledgeService implements Handlers<typeof knowledgeContract> {
 
   private async publishUpdated(fact: StoredFact, changes: FactField[]) {
     await this.events.publish('knowledge.fact.updated', { ...this.eventBase(fact), content: fact.content, changes });
+  }
+
+  /**
+   * Removes everything a deleted user owned: their facts (announced as deleted, so every index drops
+   * them, shared ones included), categories and entities with their relations. Safe to run again.
+   */
+  async purgeOwner(ownerId: string): Promise<void> {
+    for (;;) {
+      const ids = await this.redis.zrange(ownerFactsKey(ownerId), '0', '99');
+      if (ids.length === 0) break;
+      for (const id of ids) {
+        const fact = await this.facts.delete(id).catch((err: { code?: string }) => {
+          if (err.code === 'not_found') return undefined;
+          throw err;
+        });
+        if (fact) await this.events.publish('knowledge.fact.deleted', { ...this.eventBase(fact), rev: fact.rev + 1 });
+      }
+    }
+    // Deepest first, so each category is empty when its turn comes.
+    const categories = await this.categories.listWithCounts(ownerId);
+    const byId = new Map(categories.map((c) => [c.id, c]));
+    const depth = (c: StoredCategory): number => (c.parentId && byId.has(c.parentId) ? 1 + depth(byId.get(c.parentId)!) : 0);
+    for (const c of [...categories].sort((a, b) => depth(b) - depth(a))) {
+      await this.categories.delete(ownerId, c.id, MOVE_TO_ROOT, Number.MAX_SAFE_INTEGER).catch((err: { code?: string }) => {
+        if (err.code !== 'not_found') throw err;
+      });
+    }
+    for (;;) {
+      const ids = await this.redis.zrange(ownerEntitiesKey(ownerId), '0', '99');
+      if (ids.length === 0) break;
+      for (const id of ids) {
+        await this.entities.deleteEntity(ownerId, id).catch((err: { code?: string }) => {
+          if (err.code !== 'not_found') throw err;
+        });
+      }
+    }
   }
 
   // ---- entities and relations ----

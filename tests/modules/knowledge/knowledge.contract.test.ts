@@ -291,6 +291,31 @@ describe.each(bindingKinds)('knowledge contract (%s binding)', (kind) => {
       expect((await as(bob, () => knowledge.listFacts({ limit: 100, tag: 'team' }))).items.map((f) => f.id)).not.toContain(fact.id);
     });
 
+    it("removes a deleted user's facts, categories and entities, shared facts included", async () => {
+      const auth = portFor(kind, app, authContract);
+      const leaver = await newUser();
+      const category = await as(leaver, () => knowledge.createCategory({ name: 'Leaving' }));
+      await as(leaver, () => knowledge.createCategory({ name: 'Sub', parentId: category.id }));
+      const fact = await as(leaver, () => knowledge.createFact({ content: `Shared by a leaver ${randomUUID()}`, categoryId: category.id }));
+      await as(admin, () => knowledge.updateFact({ id: fact.id, shared: true }));
+      const [e1, e2] = await Promise.all([
+        as(leaver, () => knowledge.createEntity({ name: 'One', type: 'thing' })),
+        as(leaver, () => knowledge.createEntity({ name: 'Two', type: 'thing' })),
+      ]);
+      await as(leaver, () => knowledge.createRelation({ fromId: e1.id, toId: e2.id, type: 'next_to' }));
+      await expect.poll(() => fakeEmbeddings.items.get('facts')?.get(fact.id)?.metadata.shared, { timeout: 10_000 }).toBe(true);
+      expect((await as(bob, () => knowledge.listFacts({ limit: 100 }))).items.map((f) => f.id)).toContain(fact.id);
+
+      await as(admin, () => auth.deleteUser({ id: leaver.id }));
+      await expect.poll(async () => (await refusal(as(bob, () => knowledge.getFact({ id: fact.id })))).code, { timeout: 10_000 }).toBe('not_found');
+      expect((await as(bob, () => knowledge.listFacts({ limit: 100 }))).items.map((f) => f.id)).not.toContain(fact.id);
+      // Nothing of theirs is left: were the id to come back, it would find an empty store.
+      await expect.poll(async () => (await as(leaver, () => knowledge.listCategories({}))).items, { timeout: 10_000 }).toEqual([]);
+      await expect.poll(async () => (await as(leaver, () => knowledge.listEntities({}))).items, { timeout: 10_000 }).toEqual([]);
+      expect((await eventsOf('knowledge.fact.deleted')).some((e) => e.payload.factId === fact.id)).toBe(true);
+      await expect.poll(() => fakeEmbeddings.items.get('facts')?.get(fact.id), { timeout: 10_000 }).toBeUndefined();
+    });
+
     it("keeps categories and entities to their owner: someone else's are not_found", async () => {
       const category = await as(alice, () => knowledge.createCategory({ name: `Private ${randomUUID()}` }));
       const entity = await as(alice, () => knowledge.createEntity({ name: 'Alice Corp', type: 'company' }));
