@@ -182,6 +182,8 @@ describe('role matrix of every admin route', () => {
     'PATCH /config': async () => ({ body: { health: { checkTimeoutMs: 1500 } } }),
     'GET /config/schema': async () => ({}),
     'GET /auth/users': async () => ({}),
+    // Rotating keeps every live token working, so the rest of this file is unaffected.
+    'POST /auth/keys/rotate': async () => ({}),
     'POST /auth/users': async () => ({ body: { username: uniqueUsername(), password: USER_PASSWORD, role: 'user' } }),
     'PATCH /auth/users/:id': async () => ({ params: { id: (await http.createUser(admin.accessToken)).id }, body: { role: 'admin' } }),
     'DELETE /auth/users/:id': async () => ({ params: { id: (await http.createUser(admin.accessToken)).id } }),

@@ -84,6 +84,11 @@ export const authContract = defineContract({
     }),
     listApiKeys: operation({ input: z.object({}), output: z.object({ items: z.array(apiKeyView), nextCursor: z.null() }), idempotent: true }),
     deleteApiKey: operation({ input: z.object({ id: z.string().min(1) }), output: z.null() }),
+    rotateSigningKey: operation({
+      input: z.object({}),
+      output: z.object({ keyId: z.string(), previousKeyId: z.string().nullable(), previousValidUntil: z.string().nullable() }),
+      summary: 'Signs new access tokens with a new key; tokens signed with the previous one keep working until they expire',
+    }),
     authenticate: operation({
       input: z.object({ token: z.string().min(1).max(4096) }),
       output: z.object({ actor: actorOut.nullable() }),
@@ -109,6 +114,7 @@ export const authContract = defineContract({
     { method: 'GET', path: '/auth/me', operation: 'me', auth: 'user' },
     { method: 'POST', path: '/auth/password', operation: 'changePassword', auth: 'user', rateLimit: 'auth', status: 204 },
     { method: 'GET', path: '/auth/users', operation: 'listUsers', auth: 'admin' },
+    { method: 'POST', path: '/auth/keys/rotate', operation: 'rotateSigningKey', auth: 'admin' },
     { method: 'POST', path: '/auth/users', operation: 'createUser', auth: 'admin', status: 201 },
     { method: 'PATCH', path: '/auth/users/:id', operation: 'updateUser', auth: 'admin' },
     { method: 'DELETE', path: '/auth/users/:id', operation: 'deleteUser', auth: 'admin', status: 204 },

@@ -38,4 +38,7 @@ export const authModule = defineModule({
       },
     });
   },
+  async stop(c) {
+    c.resolve(AccessTokens).stop();
+  },
 });

@@ -78,17 +78,14 @@ export class AuthService implements Handlers<typeof authContract> {
   }
 
   async login({ username, password }: { username: string; password: string }) {
-    const address = currentContext()?.clientAddress;
-    const budget = this.loginBudget();
-    await this.limiter.check(username, address, budget);
+    // The attempt is taken before the password is looked at, so parallel guesses cannot all pass a check
+    // made before any of them failed; a right password gives it back.
+    const attempt = await this.limiter.take(username, currentContext()?.clientAddress, this.loginBudget());
     const user = await this.users.findByUsername(username);
     // Unknown users are checked against a decoy hash: the same work, the same answer, the same time.
     const ok = await this.passwords.verify(user?.passwordHash, password);
-    if (!ok || !user || user.disabled) {
-      await this.limiter.recordFailure(username, address, budget);
-      throw new ContractError('unauthenticated', INVALID_LOGIN);
-    }
-    await this.limiter.recordSuccess(username, budget);
+    if (!ok || !user || user.disabled) throw new ContractError('unauthenticated', INVALID_LOGIN);
+    await attempt.giveBack();
     const { sessionId, secret } = await this.sessions.create(user.id, this.settings.current().refreshTokenTtlDays * 86_400_000);
     this.logger.info({ userId: user.id, sessionId }, 'signed in');
     return this.issue(user, sessionId, secret);
@@ -130,9 +127,14 @@ export class AuthService implements Handlers<typeof authContract> {
   async changePassword({ currentPassword, newPassword }: { currentPassword: string; newPassword: string }) {
     const actor = signedIn();
     const user = await this.users.get(actor.id);
-    if (!user || !(await this.passwords.verify(user.passwordHash, currentPassword))) {
+    if (!user) throw new ContractError('unauthenticated', 'the user no longer exists');
+    // A wrong current password is a failed sign-in: with a stolen access token or API key, this would
+    // otherwise be a password oracle limited only by the route's rate class.
+    const attempt = await this.limiter.take(user.username, currentContext()?.clientAddress, this.loginBudget());
+    if (!(await this.passwords.verify(user.passwordHash, currentPassword))) {
       throw new ContractError('forbidden', 'the current password is wrong');
     }
+    await attempt.giveBack();
     await this.users.setPasswordHash(user.id, await this.passwords.hash(newPassword));
     await this.revokeAllSessions(user.id, 'password');
     return null;
@@ -195,6 +197,13 @@ export class AuthService implements Handlers<typeof authContract> {
     await this.apiKeys.revoke(signedIn().id, id);
     this.realtime.disconnectApiKey(id);
     return null;
+  }
+
+  async rotateSigningKey() {
+    const actor = admin();
+    const rotation = await this.tokens.rotate();
+    this.logger.warn({ by: actor.id, keyId: rotation.keyId, previousKeyId: rotation.previousKeyId }, 'access-token signing key rotated');
+    return rotation;
   }
 
   /** The actor behind a credential, with the user's current role; null for anything not valid now. */
