@@ -159,7 +159,8 @@ export const knowledgeContract = defineContract({
       }),
       output: z.object({ items: z.array(factView), nextCursor: z.string().nullable() }),
       idempotent: true,
-      summary: "The caller's facts and the shared ones, newest first",
+      summary:
+        "The caller's facts and the shared ones, newest first. A page reads at most 2000 facts, so with a rare filter it may hold fewer than `limit` items while nextCursor goes on",
     }),
     getFact: operation({ input: z.object({ id }), output: factView, idempotent: true }),
     updateFact: operation({

@@ -67,6 +67,12 @@ export class EmbeddingsSync {
     await this.queue.add('sync', job, { ...SYNC_JOB_OPTIONS, jobId: key });
   }
 
+  /** Syncs waiting or retrying, and those that gave up (left in the failed list for an operator). */
+  async backlog(): Promise<{ pending: number; failed: number }> {
+    const counts = await this.queue.getJobCounts('waiting', 'delayed', 'active', 'failed');
+    return { pending: (counts.waiting ?? 0) + (counts.delayed ?? 0) + (counts.active ?? 0), failed: counts.failed ?? 0 };
+  }
+
   /** Brings the fact's vector to the fact's current state. */
   async sync(factId: string, hint: SyncHint): Promise<void> {
     // The embeddings module sees the knowledge module calling, not the user whose change this was.

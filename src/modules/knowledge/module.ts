@@ -37,6 +37,12 @@ export const knowledgeModule = defineModule({
     c.registerSingleton(KnowledgeService);
   },
   implementation: KnowledgeService,
+  // Facts are stored either way; what health reports is whether their vectors keep up.
+  async health(c) {
+    const { pending, failed } = await c.resolve(EmbeddingsSync).backlog();
+    if (failed > 0) return { status: 'degraded', detail: `${failed} fact vector syncs failed for good (${pending} pending)` };
+    return { status: 'ok', detail: `${pending} fact vector syncs pending` };
+  },
   async start(c) {
     const service = c.resolve(KnowledgeService);
     const sync = c.resolve(EmbeddingsSync);

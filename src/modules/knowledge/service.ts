@@ -34,7 +34,7 @@ import { contentKey, normaliseContent, queryTerms } from './normalise.js';
 type UserActor = Extract<Actor, { type: 'user' }>;
 
 /** Records read at most to fill one filtered page. */
-const SCAN_BUDGET = 2000;
+const SCAN_BUDGET = 2000; // stated in listFacts' summary
 
 function signedIn(): UserActor {
   const actor = currentContext()?.actor;

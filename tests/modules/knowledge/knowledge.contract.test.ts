@@ -544,9 +544,13 @@ describe.each(bindingKinds)('knowledge contract (%s binding)', (kind) => {
       // The sync tried, and failed.
       await expect.poll(() => fakeEmbeddings.calls.filter((c) => c.failed).length, { timeout: 10_000 }).toBeGreaterThan(failedBefore);
       expect(fakeEmbeddings.items.get('facts')?.get(fact.id)).toBeUndefined();
+      // Health tells an operator that vectors lag behind (the retry is waiting).
+      const health = () => app.runtime.port(knowledgeContract).$health();
+      expect(await health()).toMatchObject({ status: 'ok', detail: expect.stringMatching(/^[1-9]\d* fact vector syncs pending$/) });
 
       fakeEmbeddings.down = false;
       await expect.poll(() => fakeEmbeddings.items.get('facts')?.get(fact.id)?.text, { timeout: 15_000, interval: 200 }).toBe(fact.content);
+      await expect.poll(async () => (await health()).detail, { timeout: 10_000 }).toBe('0 fact vector syncs pending');
     });
   });
 });
