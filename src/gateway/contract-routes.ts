@@ -2,11 +2,12 @@
 // rate-limit class, deadline, input built from the request and validated by the operation's schema
 // (inside the binding), status and body from the declaration. The gateway knows no module.
 import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
-import type { AnyContract, Operations, RouteDef, RouteRequest } from '../kernel/contract/define.js';
+import type { AnyContract, Download, Operations, RouteDef, RouteRequest, UploadBody } from '../kernel/contract/define.js';
 import { ContractError, toContractError } from '../kernel/contract/errors.js';
 import { currentContext, runWithContext, type Actor, type RequestContext } from '../kernel/context/request-context.js';
 import { bearerMatches } from '../kernel/transport/wire.js';
 import { writeNdjson } from '../kernel/transport/ndjson-response.js';
+import { settleBody, uploadBodyOf, writeDownload } from '../kernel/transport/binary-wire.js';
 import { bearerToken } from './authenticator.js';
 import type { Credentials } from './credentials.js';
 import { sendError } from './error-envelope.js';
@@ -100,9 +101,18 @@ export function mountContractRoutes(app: Express, opts: ContractRoutesOptions): 
           const port = opts.port(contract.id);
           const fn = port?.[route.operation] as ((input: unknown) => unknown) | undefined;
           if (!fn) throw new ContractError('unavailable', `module "${contract.id}" is not bound`);
+          if (op.kind === 'upload') {
+            await handleUpload(req, res, route, fn, { ...currentContext()!, ...(actor ? { actor } : {}), deadline: Date.now() + timeoutMs }, status);
+            return;
+          }
           const request: RouteRequest = { params: req.params as Record<string, string>, query: req.query as Record<string, unknown>, body: req.body };
           const input = route.input ? route.input(request) : defaultInput(request, route);
           const ctx = { ...currentContext()!, ...(actor ? { actor } : {}), deadline: Date.now() + timeoutMs };
+          if (op.kind === 'download') {
+            // Bytes, not JSON: the deadline bounds the head, the body streams at the reader's pace.
+            await writeDownload(res, (await runWithContext(ctx, () => fn(input))) as Download);
+            return;
+          }
           if (op.kind === 'stream') {
             await streamNdjson(res, runWithContext(ctx, () => fn(input)) as AsyncIterable<unknown>, ctx);
             return;
@@ -116,9 +126,36 @@ export function mountContractRoutes(app: Express, opts: ContractRoutesOptions): 
       };
       const method = route.method.toLowerCase() as 'get' | 'post' | 'put' | 'patch' | 'delete';
       const takesBody = route.method === 'POST' || route.method === 'PUT' || route.method === 'PATCH';
-      app[method](`${opts.prefix}${route.path}`, gate, ...(takesBody ? opts.bodyParsers : []), handle);
+      // An upload's body is handed to the operation as a stream, never parsed here.
+      app[method](`${opts.prefix}${route.path}`, gate, ...(takesBody && op.kind !== 'upload' ? opts.bodyParsers : []), handle);
     }
   }
+}
+
+/**
+ * An upload route: the input from the path and query, the request itself (authenticated, unread) as the
+ * operation's body. Whatever the outcome, the rest of an unread body is settled before answering, so
+ * the client gets the answer (a 413 naming the limit) rather than a reset connection.
+ */
+async function handleUpload(
+  req: Request,
+  res: Response,
+  route: RouteDef,
+  fn: (input: unknown, body?: UploadBody) => unknown,
+  ctx: RequestContext,
+  status: number,
+): Promise<void> {
+  let answer: () => void;
+  try {
+    const request: RouteRequest = { params: req.params as Record<string, string>, query: req.query as Record<string, unknown>, body: undefined };
+    const input = route.input ? route.input(request) : defaultInput(request, route);
+    const result = await runWithContext(ctx, () => fn(input, uploadBodyOf(req)));
+    answer = () => (status === 204 ? res.status(204).end() : res.status(status).json(result));
+  } catch (err) {
+    answer = () => sendError(res, toContractError(err));
+  }
+  await settleBody(req, res);
+  answer();
 }
 
 /** A body that is not JSON is refused up front rather than silently read as empty. */

@@ -42,7 +42,14 @@ export function buildOpenApi(contracts: AnyContract[], info: { version: string }
       }));
       const hasBody = ['POST', 'PUT', 'PATCH'].includes(route.method);
       let requestBody: unknown;
-      if (!hasBody) {
+      if (op.kind === 'upload') {
+        // The body is the raw upload (a multipart form); the operation's input comes from the query.
+        for (const [name, schema] of Object.entries(props)) {
+          if (!params.includes(name)) parameters.push({ name, in: 'query', required: required.has(name), schema });
+        }
+        const bodySchema = op.form ? jsonSchema(op.form, 'input') : { type: 'string', format: 'binary' };
+        requestBody = { required: true, content: Object.fromEntries(op.bodyTypes.map((t) => [t, { schema: bodySchema }])) };
+      } else if (!hasBody) {
         for (const [name, schema] of Object.entries(props)) {
           if (!params.includes(name)) parameters.push({ name, in: 'query', required: required.has(name), schema });
         }
@@ -62,6 +69,12 @@ export function buildOpenApi(contracts: AnyContract[], info: { version: string }
       if (status === '204') responses[status] = { description: 'Done, no content' };
       else if (op.kind === 'stream') {
         responses[status] = { description: 'NDJSON stream, one chunk a line', content: { 'application/x-ndjson': { schema: jsonSchema(op.chunk, 'output') } } };
+      } else if (op.kind === 'download') {
+        responses[status] = {
+          description: 'The bytes, with Content-Type, Content-Length and Content-Disposition',
+          headers: { 'Content-Disposition': { schema: { type: 'string' }, description: 'attachment (or inline) with a safe file name' } },
+          content: Object.fromEntries((op.mediaTypes ?? ['application/octet-stream']).map((t) => [t, { schema: { type: 'string', format: 'binary' } }])),
+        };
       } else {
         responses[status] = { description: 'Success', content: { 'application/json': { schema: jsonSchema(op.output, 'output') } } };
       }

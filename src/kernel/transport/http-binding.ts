@@ -4,7 +4,20 @@
 import http from 'node:http';
 import https from 'node:https';
 import CircuitBreaker from 'opossum';
-import type { AnyContract, HealthReport, Operation, Port, StreamOperation, UnaryOperation } from '../contract/define.js';
+import type {
+  AnyContract,
+  Download,
+  DownloadOperation,
+  HealthReport,
+  Operation,
+  Port,
+  StreamOperation,
+  UnaryOperation,
+  UploadBody,
+  UploadOperation,
+} from '../contract/define.js';
+import { checkBodyType, downloadHeadSchema } from '../contract/binary.js';
+import { binaryHeaders, decodeHeaderJson, encodeHeaderJson, readableOf } from './binary-wire.js';
 import { ContractError, contractErrorFromBody, isContractError } from '../contract/errors.js';
 import { parseInput, issuesOf } from '../contract/validation.js';
 import { currentContext, effectiveDeadline } from '../context/request-context.js';
@@ -41,7 +54,7 @@ function isTransportFailure(err: unknown): boolean {
 }
 const TRANSPORT = Object.freeze({ transport: true });
 
-function send(url: URL, body: string, hdrs: Record<string, string>, deadline: number, signal?: AbortSignal): Promise<Attempt> {
+function send(url: URL, body: string | UploadBody, hdrs: Record<string, string>, deadline: number, signal?: AbortSignal): Promise<Attempt> {
   return new Promise((resolve, reject) => {
     const wait = deadline - Date.now();
     if (wait <= 0) {
@@ -58,7 +71,11 @@ function send(url: URL, body: string, hdrs: Record<string, string>, deadline: nu
     const req = mod.request(url, {
       method: 'POST',
       agent: url.protocol === 'https:' ? agents.https : agents.http,
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...hdrs },
+      headers:
+        typeof body === 'string'
+          ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...hdrs }
+          : // An upload streams its body as it arrives (chunked unless its length is known).
+            { 'content-type': body.contentType, ...(body.contentLength !== undefined ? { 'content-length': body.contentLength } : {}), ...hdrs },
       ...(signal ? { signal } : {}),
     });
     const timer = setTimeout(() => {
@@ -81,7 +98,12 @@ function send(url: URL, body: string, hdrs: Record<string, string>, deadline: nu
           : new ContractError('unavailable', `cannot reach ${url.host}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, TRANSPORT),
       );
     });
-    req.end(body);
+    if (typeof body === 'string') req.end(body);
+    else {
+      // The server may answer (a refusal) before the whole body went out: the answer wins, a broken pipe
+      // after it is no news; a source that fails before the answer fails the call.
+      readableOf(body.stream).on('error', (err) => req.destroy(err)).pipe(req);
+    }
   });
 }
 
@@ -142,6 +164,22 @@ async function* ndjsonLines(res: http.IncomingMessage, idleMs: () => number, wha
   }
 }
 
+/** A download's body as it arrives; a connection that breaks off (or a short body) is an error, not an end. */
+async function* remoteBytes(res: http.IncomingMessage, size: number | undefined, what: string): AsyncGenerator<Uint8Array> {
+  let seen = 0;
+  try {
+    for await (const chunk of res as AsyncIterable<Buffer>) {
+      seen += chunk.length;
+      yield chunk;
+    }
+  } catch {
+    throw new ContractError('unavailable', `download from ${what} broke off`);
+  } finally {
+    if (!res.complete) res.destroy();
+  }
+  if (!res.complete || (size !== undefined && seen !== size)) throw new ContractError('unavailable', `download from ${what} broke off`);
+}
+
 export function createHttpBinding<C extends AnyContract>(contract: C, opts: HttpBindingOptions): Port<C> & { readonly $breaker: () => BreakerState } {
   const moduleId = contract.id;
   const retries = opts.retries ?? 2;
@@ -155,7 +193,7 @@ export function createHttpBinding<C extends AnyContract>(contract: C, opts: Http
 
   // One breaker per target module: it opens on transport failures only, never on answers such as not_found.
   const breaker = new CircuitBreaker(
-    async (operation: string, body: string, hdrs: Record<string, string>, deadline: number, signal?: AbortSignal) => {
+    async (operation: string, body: string | UploadBody, hdrs: Record<string, string>, deadline: number, signal?: AbortSignal) => {
       return send(target(operation), body, hdrs, deadline, signal);
     },
     {
@@ -180,9 +218,15 @@ export function createHttpBinding<C extends AnyContract>(contract: C, opts: Http
     idempotent: boolean,
     answerBy: number = deadline,
     signal: AbortSignal | undefined = currentContext()?.signal,
+    upload?: UploadBody,
   ): Promise<Attempt> => {
-    const body = JSON.stringify({ input });
-    const hdrs = { authorization: `Bearer ${opts.internalToken}`, ...contextHeaders(currentContext(), deadline) };
+    // An upload's input rides in a header, its body is the stream (see binary-wire.ts).
+    const body = upload ?? JSON.stringify({ input });
+    const hdrs = {
+      authorization: `Bearer ${opts.internalToken}`,
+      ...contextHeaders(currentContext(), deadline),
+      ...(upload ? { [binaryHeaders.uploadInput]: encodeHeaderJson(input) } : {}),
+    };
     for (let attempt = 0; ; attempt++) {
       // Checked before the breaker: a caller out of time says nothing about the target's health.
       if (answerBy <= Date.now()) throw new ContractError('timeout', `${moduleId}.${operation}: deadline passed before the call`);
@@ -291,9 +335,59 @@ export function createHttpBinding<C extends AnyContract>(contract: C, opts: Http
     },
   });
 
+  const asContractError = (err: unknown): ContractError =>
+    isContractError(err) ? (err.details === TRANSPORT ? new ContractError(err.code, err.message) : err) : new ContractError('internal', 'Internal error');
+
+  // The body streams to the callee as it arrives; never retried (a stream cannot be replayed).
+  const upload = (name: string, op: UploadOperation) => async (rawInput: unknown, uploadBody: UploadBody) => {
+    const done = opts.metrics?.timeOperation(moduleId, name, 'remote');
+    try {
+      const input = parseInput(op.input, rawInput);
+      checkBodyType(op, uploadBody?.contentType);
+      const deadline = effectiveDeadline(op.timeoutMs);
+      const { res } = await fire(name, input, deadline, false, deadline, currentContext()?.signal, uploadBody);
+      const body = (await readJson(res, deadline)) as { result?: unknown; error?: unknown } | undefined;
+      if (res.statusCode !== 200) throw contractErrorFromBody(body?.error);
+      const out = op.output.safeParse(body?.result);
+      if (!out.success) throw new ContractError('internal', `remote ${moduleId}.${name} answered outside its contract`, issuesOf(out.error));
+      done?.('ok');
+      return out.data;
+    } catch (err) {
+      const ce = asContractError(err);
+      done?.(ce.code);
+      throw ce;
+    }
+  };
+
+  // The deadline bounds the head; the body is the response itself, read at the consumer's pace.
+  const download = (name: string, op: DownloadOperation) => async (rawInput: unknown): Promise<Download> => {
+    const done = opts.metrics?.timeOperation(moduleId, name, 'remote');
+    try {
+      const input = parseInput(op.input, rawInput);
+      const deadline = effectiveDeadline(op.timeoutMs);
+      const { res } = await fire(name, input, deadline, op.idempotent);
+      if (res.statusCode !== 200) {
+        const body = (await readJson(res, deadline)) as { error?: unknown } | undefined;
+        throw contractErrorFromBody(body?.error);
+      }
+      const head = downloadHeadSchema.safeParse(decodeHeaderJson(res.headers[binaryHeaders.downloadHead]));
+      if (!head.success) {
+        res.destroy();
+        throw new ContractError('internal', `remote ${moduleId}.${name} answered a download without its head`);
+      }
+      done?.('ok');
+      return { ...head.data, body: remoteBytes(res, head.data.size, `${moduleId}.${name}`) };
+    } catch (err) {
+      const ce = asContractError(err);
+      done?.(ce.code);
+      throw ce;
+    }
+  };
+
   const port: Record<string, unknown> = {};
   for (const [name, op] of Object.entries(contract.operations) as [string, Operation][]) {
-    port[name] = op.kind === 'unary' ? unary(name, op) : stream(name, op);
+    port[name] =
+      op.kind === 'unary' ? unary(name, op) : op.kind === 'stream' ? stream(name, op) : op.kind === 'upload' ? upload(name, op) : download(name, op);
   }
   port.$health = async (): Promise<HealthReport> => {
     try {

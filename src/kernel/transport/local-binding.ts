@@ -11,7 +11,10 @@ import type {
   Port,
   StreamOperation,
   UnaryOperation,
+  UploadBody,
+  UploadOperation,
 } from '../contract/define.js';
+import { checkBodyType, downloadSchema } from '../contract/binary.js';
 import { ContractError, toContractError } from '../contract/errors.js';
 import { parseInput, issuesOf } from '../contract/validation.js';
 import { currentContext, effectiveDeadline, newRequestId, runWithContext } from '../context/request-context.js';
@@ -39,9 +42,12 @@ export function createLocalBinding<C extends AnyContract>(
     if (typeof handler !== 'function') throw new Error(`${contract.id}: no handler for operation "${name}"`);
     const bound = handler.bind(handlers);
     port[name] =
-      op.kind === 'unary'
-        ? unaryCall(contract.id, name, op, bound, opts)
-        : streamCall(contract.id, name, op, bound, opts);
+      op.kind === 'stream'
+        ? streamCall(contract.id, name, op, bound, opts)
+        : op.kind === 'download'
+          ? // A download is a unary call answering a head and a body: the deadline bounds the head.
+            unaryCall(contract.id, name, { ...op, kind: 'unary', output: downloadSchema }, bound, opts)
+          : unaryCall(contract.id, name, op, bound, opts);
   }
   port.$health = async (): Promise<HealthReport> => {
     if (!opts.health) return { status: 'ok' };
@@ -70,14 +76,16 @@ function failure(moduleId: string, name: string, err: unknown, logger?: Logger, 
   return ce;
 }
 
-function unaryCall(moduleId: string, name: string, op: UnaryOperation, handler: AnyFn, opts: LocalBindingOptions) {
+function unaryCall(moduleId: string, name: string, op: UnaryOperation | UploadOperation, handler: AnyFn, opts: LocalBindingOptions) {
   const { metrics, logger } = opts;
-  return async (rawInput: unknown): Promise<unknown> => {
+  // An upload's extra argument is its streamed body (UploadBody); the handler gets it before CallInfo.
+  return async (rawInput: unknown, ...extra: unknown[]): Promise<unknown> => {
     const done = metrics?.timeOperation(moduleId, name, 'local');
     let timer: NodeJS.Timeout | undefined;
     let unlink: (() => void) | undefined;
     try {
       const input = parseInput(op.input, rawInput);
+      if (op.kind === 'upload') checkBodyType(op, (extra[0] as UploadBody | undefined)?.contentType);
       const deadline = effectiveDeadline(op.timeoutMs);
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new ContractError('timeout', `${moduleId}.${name}: deadline passed before the call`);
@@ -95,7 +103,7 @@ function unaryCall(moduleId: string, name: string, op: UnaryOperation, handler: 
           return ac.signal;
         },
       };
-      const work = inDeadline(deadline, () => handler(input, call));
+      const work = inDeadline(deadline, () => handler(input, ...extra.slice(0, op.kind === 'upload' ? 1 : 0), call));
       // A synchronous handler has already finished: no deadline left to race.
       const result = !(work instanceof Promise) ? work : await Promise.race([
         work,

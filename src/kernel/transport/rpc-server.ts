@@ -2,11 +2,12 @@
 // AutoBot processes holding the internal token, restoring the caller's request context.
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { Logger } from 'pino';
-import type { AnyContract, Operations } from '../contract/define.js';
+import type { AnyContract, Download, Operations, UploadBody } from '../contract/define.js';
 import { ContractError, toContractError } from '../contract/errors.js';
 import { newRequestId, runWithContext, type RequestContext } from '../context/request-context.js';
 import { bearerMatches, decodeActor, headers, HEALTH_OPERATION } from './wire.js';
 import { writeNdjson } from './ndjson-response.js';
+import { binaryHeaders, decodeHeaderJson, downloadHeadHeader, settleBody, uploadBodyOf, writeDownload } from './binary-wire.js';
 
 export interface HostedPort {
   contract: AnyContract;
@@ -99,7 +100,9 @@ export function createRpcRouter(opts: RpcServerOptions): Router {
     }
     next();
   });
-  router.use(express.json({ limit: opts.bodyLimit ?? '10mb' }));
+  const json = express.json({ limit: opts.bodyLimit ?? '10mb' });
+  // An upload's body is the caller's stream, handed to the operation unread (its input is in a header).
+  router.use((req: Request, res: Response, next: NextFunction) => (req.header(binaryHeaders.uploadInput) !== undefined ? next() : json(req, res, next)));
 
   router.post('/:module/:operation', async (req: Request, res: Response) => {
     // The caller hung up (stopped a stream, cancelled its call, or died): abort the handler's signal at
@@ -122,8 +125,16 @@ export function createRpcRouter(opts: RpcServerOptions): Router {
       sendError(res, new ContractError('not_found', `unknown operation ${moduleId}.${operation}`), ctx.requestId);
       return;
     }
-    const input = (req.body as { input?: unknown } | undefined)?.input;
     await runWithContext(ctx, async () => {
+      if (op?.kind === 'upload') {
+        await uploadIn(req, res, fn as (i: unknown, b: UploadBody) => Promise<unknown>, ctx.requestId);
+        return;
+      }
+      const input = (req.body as { input?: unknown } | undefined)?.input;
+      if (op?.kind === 'download') {
+        await downloadOut(res, fn as (i: unknown) => Promise<Download>, input, ctx.requestId);
+        return;
+      }
       if (op?.kind === 'stream') {
         await streamOut(res, (fn as (i: unknown) => AsyncIterable<unknown>)(input), ctx.requestId, opts.logger);
         return;
@@ -152,6 +163,31 @@ export function createRpcRouter(opts: RpcServerOptions): Router {
     sendError(res, ce, String(res.getHeader(headers.requestId) ?? newRequestId()));
   });
   return router;
+}
+
+/** An upload: the input from its header, the request itself as the body; answered like a unary call. */
+async function uploadIn(req: Request, res: Response, fn: (i: unknown, b: UploadBody) => Promise<unknown>, requestId: string) {
+  let answer: () => void;
+  try {
+    const result = await fn(decodeHeaderJson(req.header(binaryHeaders.uploadInput)), uploadBodyOf(req));
+    answer = () => res.status(200).json({ result: result === undefined ? null : result });
+  } catch (err) {
+    answer = () => sendError(res, toContractError(err), requestId);
+  }
+  await settleBody(req, res);
+  answer();
+}
+
+/** A download: the head in a header, the bytes as the body. */
+async function downloadOut(res: Response, fn: (i: unknown) => Promise<Download>, input: unknown, requestId: string) {
+  let download: Download;
+  try {
+    download = await fn(input);
+  } catch (err) {
+    sendError(res, toContractError(err), requestId);
+    return;
+  }
+  await writeDownload(res, download, { [binaryHeaders.downloadHead]: downloadHeadHeader(download) });
 }
 
 /** Resolves when the socket can take more, or when the caller has gone (then nobody will drain it). */
