@@ -89,6 +89,15 @@ export const envSchema = z
       .pipe(rateLimitSchema),
   })
   .superRefine((c, ctx) => {
+    // A module is hosted here or reached over HTTP, never both: which one would a caller get?
+    const both = c.AUTOBOT_MODULES === 'all' ? [] : c.AUTOBOT_MODULES.filter((m) => m in c.AUTOBOT_REMOTE_MODULES);
+    if (both.length) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['AUTOBOT_REMOTE_MODULES'],
+        message: `names ${both.map((m) => `"${m}"`).join(', ')}, which AUTOBOT_MODULES hosts here too: a module is hosted here or reached remotely, not both`,
+      });
+    }
     const lifted = c.AUTOBOT_MODULES !== 'all' || Object.keys(c.AUTOBOT_REMOTE_MODULES).length > 0;
     if (lifted && !c.AUTOBOT_INTERNAL_TOKEN) {
       ctx.addIssue({

@@ -130,13 +130,19 @@ export class Runtime {
     return this.opts.catalogue.map((m) => m.contract);
   }
 
+  /** AUTOBOT_MODULES, where "all" means every module not named in AUTOBOT_REMOTE_MODULES. */
   private selectHosted(): AnyModule[] {
     const wanted = this.opts.config.AUTOBOT_MODULES;
-    if (wanted === 'all') return [...this.opts.catalogue];
+    const remote = this.opts.config.AUTOBOT_REMOTE_MODULES;
+    if (wanted === 'all') return this.opts.catalogue.filter((m) => !(m.contract.id in remote));
     const known = new Map(this.opts.catalogue.map((m) => [m.contract.id, m]));
     const unknown = wanted.filter((id) => !known.has(id));
     if (unknown.length) {
       throw new Error(`AUTOBOT_MODULES names unknown module(s): ${unknown.join(', ')} (known: ${[...known.keys()].join(', ')})`);
+    }
+    const both = wanted.filter((id) => id in remote);
+    if (both.length) {
+      throw new Error(`${both.join(', ')}: named in both AUTOBOT_MODULES and AUTOBOT_REMOTE_MODULES; a module is hosted here or reached remotely, not both`);
     }
     return wanted.map((id) => known.get(id)!);
   }

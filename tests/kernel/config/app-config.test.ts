@@ -34,13 +34,13 @@ describe('configuration', () => {
     const c = loadConfig({
       OLLAMA_URL: 'http://a:11434, http://b:11434',
       AUTOBOT_MODULES: 'config,health',
-      AUTOBOT_REMOTE_MODULES: 'config=http://10.0.0.5:8001',
+      AUTOBOT_REMOTE_MODULES: 'auth=http://10.0.0.5:8001',
       AUTOBOT_INTERNAL_TOKEN: 'x'.repeat(20),
       AUTOBOT_CORS_ORIGINS: 'http://localhost:5173',
     });
     expect(c.OLLAMA_URL).toEqual(['http://a:11434', 'http://b:11434']);
     expect(c.AUTOBOT_MODULES).toEqual(['config', 'health']);
-    expect(c.AUTOBOT_REMOTE_MODULES).toEqual({ config: 'http://10.0.0.5:8001' });
+    expect(c.AUTOBOT_REMOTE_MODULES).toEqual({ auth: 'http://10.0.0.5:8001' });
   });
 
   it('names the variable of every bad value', () => {
@@ -56,6 +56,15 @@ describe('configuration', () => {
   it('requires the internal token once a module is served or reached over HTTP', () => {
     expect(problems({ AUTOBOT_MODULES: 'config' })).toEqual([expect.stringMatching(/^AUTOBOT_INTERNAL_TOKEN: is required/)]);
     expect(problems({ AUTOBOT_MODULES: 'config', AUTOBOT_INTERNAL_TOKEN: 'short' })[0]).toMatch(/^AUTOBOT_INTERNAL_TOKEN: must be at least 16/);
+  });
+
+  it('refuses a module both hosted here and named remote, naming it', () => {
+    const token = { AUTOBOT_INTERNAL_TOKEN: 'x'.repeat(20) };
+    expect(problems({ ...token, AUTOBOT_MODULES: 'config,health', AUTOBOT_REMOTE_MODULES: 'config=http://10.0.0.5:8001' })).toEqual([
+      expect.stringMatching(/^AUTOBOT_REMOTE_MODULES: names "config", which AUTOBOT_MODULES hosts here too/),
+    ]);
+    // "all" means all the others: no conflict.
+    expect(problems({ ...token, AUTOBOT_REMOTE_MODULES: 'config=http://10.0.0.5:8001' })).toEqual([]);
   });
 
   it('reads a JSON config file, the environment winning', () => {
