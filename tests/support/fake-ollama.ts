@@ -258,11 +258,15 @@ export async function startFakeOllama(opts: FakeOllamaOptions = {}): Promise<Fak
 
     rec.status = 200;
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    // Resolves when the last line has reached the socket: a scripted drop must not swallow it.
+    let flushed: Promise<void> = Promise.resolve();
     for (let i = 0; i < tokens.length; i++) {
       if (i > 0 && s.tokenDelayMs) await sleep(s.tokenDelayMs);
       if (gone()) return;
       if (s.failAfter && i === s.failAfter.tokens) {
         if (s.failAfter.mode === 'drop') {
+          await flushed;
+          await sleep(5);
           req.socket.destroy();
           return;
         }
@@ -270,7 +274,7 @@ export async function startFakeOllama(opts: FakeOllamaOptions = {}): Promise<Fak
         rec.finished = true;
         return;
       }
-      res.write(`${JSON.stringify(chunk(tokens[i]!))}\n`);
+      flushed = new Promise<void>((resolve) => res.write(`${JSON.stringify(chunk(tokens[i]!))}\n`, () => resolve()));
       rec.firstTokenAt ??= Date.now();
       rec.tokensSent++;
       if (s.hang === 'after') return;
