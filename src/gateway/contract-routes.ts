@@ -113,6 +113,16 @@ export function mountContractRoutes(app: Express, opts: ContractRoutesOptions): 
             await writeDownload(res, (await runWithContext(ctx, () => fn(input))) as Download);
             return;
           }
+          if (route.stream?.when(request)) {
+            // The same path answered as NDJSON by the route's stream operation (`stream: true` in the
+            // body, as Ollama's and OpenAI's completion APIs do); its own timeout bounds the stream.
+            const streamOp = route.stream.operation;
+            const streamFn = port?.[streamOp] as ((input: unknown) => AsyncIterable<unknown>) | undefined;
+            if (!streamFn) throw new ContractError('unavailable', `module "${contract.id}" is not bound`);
+            const streamCtx = { ...ctx, deadline: Date.now() + (contract.operations as Operations)[streamOp]!.timeoutMs };
+            await streamNdjson(res, runWithContext(streamCtx, () => streamFn(input)), streamCtx);
+            return;
+          }
           if (op.kind === 'stream') {
             await streamNdjson(res, runWithContext(ctx, () => fn(input)) as AsyncIterable<unknown>, ctx);
             return;
