@@ -112,10 +112,15 @@ export const terminalSettings = z.object({
   maxOutputBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024).describe('Output kept per stream (stdout, stderr); the rest is cut (truncated: true)'),
   executionRetentionDays: z.number().int().min(1).max(365).default(7).describe('How long execution results are kept (the audit trail stays)'),
   auditMaxEntries: z.number().int().min(1000).max(10_000_000).default(100_000).describe('Audit entries kept (oldest dropped first)'),
-  sessionIdleS: z.number().int().min(10).max(86_400).default(900).describe('An interactive session without input for this long is closed'),
+  sessionIdleS: z.number().int().min(1).max(86_400).default(900).describe('An interactive session without input for this long is closed'),
   maxSessionsPerUser: z.number().int().min(1).max(32).default(4).describe('Open interactive sessions per admin'),
   sessionShell: z.string().min(1).default('/bin/bash').describe('Shell of interactive sessions (falls back to /bin/sh)'),
 });
+
+/** The socket a command came from joins its input: a session is bound to the socket driving it. */
+function withSocket(payload: unknown, socket: { socketId: string }): unknown {
+  return { ...(typeof payload === 'object' && payload !== null ? payload : {}), socketId: socket.socketId };
+}
 
 export const sessionView = z.object({ id: z.string(), cwd: z.string(), shell: z.string(), cols: z.number().int(), rows: z.number().int(), createdAt: z.string() });
 
@@ -212,6 +217,13 @@ export const terminalContract = defineContract({
   },
   errors: ['invalid_input', 'unauthenticated', 'forbidden', 'not_found', 'conflict', 'unavailable'],
   settings: terminalSettings,
+  sockets: [
+    { event: 'approval:decide', operation: 'decideApproval', auth: 'user', summary: '{approvalId, approve, remember?}' },
+    { event: 'terminal:input', operation: 'sessionInput', auth: 'admin', input: withSocket, summary: '{sessionId, data}' },
+    { event: 'terminal:resize', operation: 'sessionResize', auth: 'admin', input: withSocket, summary: '{sessionId, cols, rows}' },
+  ],
+  // The sessions a socket drives close when it goes.
+  socketDisconnect: 'socketClosed',
   routes: [
     { method: 'POST', path: '/terminal/execute', operation: 'execute', auth: 'user', timeoutMs: TIMEOUT_MAX_MS + 20_000 },
     { method: 'POST', path: '/terminal/classify', operation: 'classify', auth: 'user' },

@@ -21,6 +21,8 @@ import { adminActor, userActor } from '../../support/test-auth.js';
 type UserActor = Extract<Actor, { type: 'user' }>;
 type Execution = Awaited<ReturnType<Port<typeof terminalContract>['execute']>>;
 
+const alice = userActor as UserActor;
+const admin = adminActor as UserActor;
 const bob: UserActor = { type: 'user', id: 'u-bob', username: 'bob', roles: ['user'] };
 const carol: UserActor = { type: 'user', id: 'u-carol', username: 'carol', roles: ['user'] };
 const TTL_S = 3;
@@ -69,12 +71,12 @@ describe.each(bindingKinds)('terminal contract (%s binding)', (kind) => {
     app = await startTestApp({ redisUrl: redis.url, catalogue: [configModule, healthModule, terminalModule] });
     terminal = portFor(kind, app, terminalContract);
     const config = portFor(kind, app, configContract);
-    await as(adminActor, () =>
+    await as(admin, () =>
       config.updateSettings({ changes: { terminal: { approvalTtlS: TTL_S, maxOutputBytes: MAX_OUTPUT, policy: { user: 'safe', admin: 'high' } } } }),
     );
     // The module reloads its settings on config.settings.changed: wait until the admin policy shows.
     await until('settings to apply', async () =>
-      (await as(adminActor, () => terminal.classify({ command: 'sh -c true' }))).needsApproval ? undefined : true,
+      (await as(admin, () => terminal.classify({ command: 'sh -c true' }))).needsApproval ? undefined : true,
     );
   });
   afterAll(async () => {
@@ -85,22 +87,22 @@ describe.each(bindingKinds)('terminal contract (%s binding)', (kind) => {
 
   describe('running without a shell', () => {
     it('runs a safe command in the caller workspace and answers its output', async () => {
-      const e = await run(userActor, 'echo hello   world');
+      const e = await run(alice, 'echo hello   world');
       expect(e).toMatchObject({ command: 'echo hello   world', cwd: '.', risk: 'safe', status: 'completed', exitCode: 0, stdout: 'hello world\n', truncated: false });
       expect(e.durationMs).toBeGreaterThanOrEqual(0);
-      const pwd = await run(userActor, 'pwd');
-      expect(pwd.stdout!.trim()).toBe(workspaceOf(userActor));
-      expect(await as(userActor, () => terminal.getExecution({ id: e.id }))).toEqual(e);
+      const pwd = await run(alice, 'pwd');
+      expect(pwd.stdout!.trim()).toBe(workspaceOf(alice));
+      expect(await as(alice, () => terminal.getExecution({ id: e.id }))).toEqual(e);
     });
 
     it('composes pipelines itself', async () => {
-      const e = await run(userActor, "printf 'b\\na\\nc\\n' | sort | head -n 2");
+      const e = await run(alice, "printf 'b\\na\\nc\\n' | sort | head -n 2");
       expect(e).toMatchObject({ status: 'completed', stdout: 'a\nb\n' });
     });
 
     it('reports a failing command and a program that does not exist', async () => {
-      expect(await run(userActor, 'ls no-such-file')).toMatchObject({ status: 'failed', exitCode: 2 });
-      const cd = await run(userActor, 'cd /tmp');
+      expect(await run(alice, 'ls no-such-file')).toMatchObject({ status: 'failed', exitCode: 2 });
+      const cd = await run(alice, 'cd /tmp');
       expect(cd).toMatchObject({ status: 'failed', exitCode: 127 });
       expect(cd.stderr).toMatch(/command not found.*without a shell/);
     });
@@ -113,14 +115,14 @@ describe.each(bindingKinds)('terminal contract (%s binding)', (kind) => {
         [{ command: 'echo ok', timeoutMs: 10 }, 'timeoutMs'],
         [{ command: 'echo ok', timeoutMs: 400_000 }, 'timeoutMs'],
       ] as const) {
-        const err = await refusal(as(userActor, () => terminal.execute(input as { command: string })));
+        const err = await refusal(as(alice, () => terminal.execute(input as { command: string })));
         expect(err.code).toBe('invalid_input');
         expect(fields(err)).toEqual([field]);
       }
     });
 
     it('never interprets shell metacharacters: a corpus of injection attempts', async () => {
-      const ws = workspaceOf(userActor);
+      const ws = workspaceOf(alice);
       // Each entry either reaches printf literally (one argument per line), or is refused outright, or
       // (a real pipe into a program above the policy) is held for approval without running.
       const corpus: [string, string[] | 'refused' | 'held'][] = [
@@ -160,19 +162,19 @@ describe.each(bindingKinds)('terminal contract (%s binding)', (kind) => {
       for (const [command, expected] of corpus) {
         if (expected === 'held') {
           // A pipe into touch is a real pipeline: touch is moderate, so the user's 'safe' policy holds it.
-          const e = await run(userActor, command);
+          const e = await run(alice, command);
           expect(e.status, command).toBe('pending_approval');
           refused++;
           continue;
         }
         if (expected === 'refused') {
-          const err = await refusal(run(userActor, command));
+          const err = await refusal(run(alice, command));
           expect(err.code, command).toBe('invalid_input');
           expect(fields(err), command).toEqual(['command']);
           refused++;
           continue;
         }
-        const e = await run(userActor, command);
+        const e = await run(alice, command);
         expect({ command, status: e.status, reason: e.reason, lines: e.stdout?.split('\n').slice(0, -1) }).toEqual({ command, status: 'completed', reason: e.reason, lines: expected });
         literal++;
       }
@@ -184,15 +186,15 @@ describe.each(bindingKinds)('terminal contract (%s binding)', (kind) => {
 
     it('gives commands an environment without AutoBot secrets', async () => {
       expect(process.env.AUTOBOT_TEST_SECRET).toBe(SECRET);
-      const e = await run(userActor, 'printenv');
+      const e = await run(alice, 'printenv');
       const names = e.stdout!.trim().split('\n').map((l) => l.split('=')[0]).sort();
       expect(names).toEqual(['HOME', 'LANG', 'LC_ALL', 'PATH', 'PWD', 'TERM', 'TMPDIR']);
       expect(e.stdout).not.toContain(SECRET);
-      expect(e.stdout).toContain(`HOME=${workspaceOf(userActor)}`);
+      expect(e.stdout).toContain(`HOME=${workspaceOf(alice)}`);
     });
 
     it('caps output and says so', async () => {
-      const e = await run(userActor, 'seq 1 100000');
+      const e = await run(alice, 'seq 1 100000');
       expect(e).toMatchObject({ status: 'completed', exitCode: 0, truncated: true });
       expect(Buffer.byteLength(e.stdout!)).toBe(MAX_OUTPUT);
       expect(e.stdout!.startsWith('1\n2\n3\n')).toBe(true);
@@ -200,9 +202,9 @@ describe.each(bindingKinds)('terminal contract (%s binding)', (kind) => {
 
     it('kills the whole process group on timeout', async () => {
       // The admin's policy is 'high' here, so a shell runs without approval; it leaves a background child.
-      const e = await run(adminActor as UserActor, "sh -c 'sleep 300 & echo $! > bg.pid; wait'", { timeoutMs: 1000 });
+      const e = await run(admin, "sh -c 'sleep 300 & echo $! > bg.pid; wait'", { timeoutMs: 1000 });
       expect(e).toMatchObject({ status: 'timed_out', signal: 'SIGKILL' });
-      const pid = Number(readFileSync(path.join(workspaceOf(adminActor as UserActor), 'bg.pid'), 'utf8'));
+      const pid = Number(readFileSync(path.join(workspaceOf(admin), 'bg.pid'), 'utf8'));
       expect(pid).toBeGreaterThan(0);
       await until('the background child to be gone', async () => {
         try {
@@ -216,12 +218,12 @@ describe.each(bindingKinds)('terminal contract (%s binding)', (kind) => {
 
     it('runs a command once per idempotency key (a resumed saga step)', async () => {
       const key = `saga-${randomUUID()}:tool`;
-      const first = await as(adminActor, () => terminal.execute({ command: 'mkdir once-only' }), key);
-      const second = await as(adminActor, () => terminal.execute({ command: 'mkdir once-only' }), key);
+      const first = await as(admin, () => terminal.execute({ command: 'mkdir once-only' }), key);
+      const second = await as(admin, () => terminal.execute({ command: 'mkdir once-only' }), key);
       expect(first.status).toBe('completed');
       // mkdir of an existing directory fails: the same answer proves it did not run again.
       expect(second).toEqual(first);
-      const third = await as(adminActor, () => terminal.execute({ command: 'mkdir once-only' }));
+      const third = await as(admin, () => terminal.execute({ command: 'mkdir once-only' }));
       expect(third.status).toBe('failed');
     });
   });
@@ -303,15 +305,15 @@ describe.each(bindingKinds)('terminal contract (%s binding)', (kind) => {
       expect((await refusal(as(carol, () => terminal.decideApproval({ approvalId: held.approvalId!, approve: true })))).code).toBe('forbidden');
       // Another plain user sees nothing of it; an admin finds it in the list.
       expect((await as(bob, () => terminal.listApprovals({}))).items.map((a) => a.id)).not.toContain(held.approvalId);
-      const adminList = await as(adminActor, () => terminal.listApprovals({}));
+      const adminList = await as(admin, () => terminal.listApprovals({}));
       expect(adminList.items.find((a) => a.id === held.approvalId)).toMatchObject({ ownerId: carol.id, ownerName: 'carol', risk: 'critical' });
-      await as(adminActor, () => terminal.decideApproval({ approvalId: held.approvalId!, approve: true }));
+      await as(admin, () => terminal.decideApproval({ approvalId: held.approvalId!, approve: true }));
       expect(await finished(carol, held.id)).toMatchObject({ status: 'completed' });
       expect(readFileSync(path.join(workspaceOf(carol), 'out.bin'), 'utf8')).toBe('payload');
     });
 
     it('never runs a forbidden command, whoever asks', async () => {
-      for (const actor of [carol, adminActor as UserActor]) {
+      for (const actor of [carol, admin]) {
         const e = await run(actor, 'rm -rf /');
         expect(e).toMatchObject({ risk: 'forbidden', status: 'denied' });
         expect(e.approvalId).toBeUndefined();
@@ -378,13 +380,13 @@ describe.each(bindingKinds)('terminal contract (%s binding)', (kind) => {
   describe('audit', () => {
     it('records executions and decisions for admins, newest first, paged', async () => {
       const held = await run(carol, 'mkdir audited');
-      await as(adminActor, () => terminal.listAudit({ limit: 1 })); // admins may read
+      await as(admin, () => terminal.listAudit({ limit: 1 })); // admins may read
       await as(carol, () => terminal.decideApproval({ approvalId: held.approvalId!, approve: true }));
       await finished(carol, held.id);
       expect((await refusal(as(carol, () => terminal.listAudit({ limit: 10 })))).code).toBe('forbidden');
 
       // Approvals left undecided by earlier tests expire meanwhile and are audited too: look by ids.
-      const recent = await as(adminActor, () => terminal.listAudit({ limit: 50 }));
+      const recent = await as(admin, () => terminal.listAudit({ limit: 50 }));
       const mine = recent.items.filter((i) => i.executionId === held.id);
       expect(mine.map((i) => [i.kind, i.decision])).toEqual([
         ['execution', 'approved'],
@@ -398,17 +400,17 @@ describe.each(bindingKinds)('terminal contract (%s binding)', (kind) => {
       expect(recent.items.map((i) => i.at)).toEqual([...recent.items.map((i) => i.at)].sort().reverse());
 
       // Pages follow each other without overlap.
-      const first = await as(adminActor, () => terminal.listAudit({ limit: 3 }));
+      const first = await as(admin, () => terminal.listAudit({ limit: 3 }));
       expect(first.items).toHaveLength(3);
-      const second = await as(adminActor, () => terminal.listAudit({ limit: 3, cursor: first.nextCursor! }));
+      const second = await as(admin, () => terminal.listAudit({ limit: 3, cursor: first.nextCursor! }));
       expect(second.items).toHaveLength(3);
       expect(second.items.some((i) => first.items.some((f) => f.id === i.id))).toBe(false);
 
       // Refusals are audited too.
       await run(carol, 'rm -rf /');
-      const latest = await as(adminActor, () => terminal.listAudit({ limit: 10 }));
+      const latest = await as(admin, () => terminal.listAudit({ limit: 10 }));
       expect(latest.items.find((i) => i.command === 'rm -rf /' && i.ownerId === carol.id)).toMatchObject({ risk: 'forbidden', decision: 'refused', status: 'denied' });
-      expect(fields(await refusal(as(adminActor, () => terminal.listAudit({ limit: 1, cursor: 'nope' }))))).toEqual(['cursor']);
+      expect(fields(await refusal(as(admin, () => terminal.listAudit({ limit: 1, cursor: 'nope' }))))).toEqual(['cursor']);
     });
   });
 });
