@@ -3,13 +3,13 @@
 // content, and one-shot page reads. Plain constructor arguments (no DI), so the security tests can build
 // it with a stub resolver.
 import { randomBytes } from 'node:crypto';
-import type { BrowserContext, Page, Response } from 'playwright';
+import type { BrowserContext, Page, Request, Response } from 'playwright';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { ContractError } from '../../kernel/contract/errors.js';
 import { Chromium } from './chromium.js';
 import type { browserSettings, BROWSER_ACTIONS, CONTENT_FORMATS } from './contract.js';
-import { BLOCKED_HEADER, GuardProxy, UPSTREAM_ERROR_HEADER, type ProxyClient } from './guard-proxy.js';
+import { BLOCKED_HEADER, GuardProxy, UPSTREAM_ERROR_HEADER, type ProxyClient, type Refusal } from './guard-proxy.js';
 import { pageMarkdown, readPage } from './page-reader.js';
 import { SsrfGuard, systemResolver, type Resolver } from './ssrf-guard.js';
 
@@ -43,6 +43,16 @@ function truncate(s: string, max: number): { text: string; truncated: boolean } 
   return s.length > max ? { text: s.slice(0, max), truncated: true } : { text: s, truncated: false };
 }
 
+/** scheme://host:port of a URL (a refused tunnel knows no more than that). */
+function originKey(raw: string): string {
+  try {
+    const u = new URL(raw);
+    return `${u.protocol}//${u.hostname}:${u.port || (u.protocol === 'https:' ? '443' : '80')}`;
+  } catch {
+    return raw;
+  }
+}
+
 function isPlaywrightTimeout(err: unknown): boolean {
   return (err as Error | undefined)?.name === 'TimeoutError';
 }
@@ -68,12 +78,15 @@ export class BrowserEngine {
   private readonly sessions = new Map<string, Session>();
   private readonly fetchGate = new Gate();
   private sweeper: NodeJS.Timeout | undefined;
+  private stopped = true;
+  private spare: Promise<{ context: BrowserContext; client: ProxyClient; page: Page }> | undefined;
 
   constructor(private readonly opts: EngineOptions) {
     this.guard = new SsrfGuard(opts.resolver ?? systemResolver);
     this.proxy = new GuardProxy(this.guard, opts.logger, opts.connectTimeoutMs);
     this.chromium = new Chromium(opts.executablePath, opts.logger);
     this.chromium.onDisconnect = () => {
+      this.spare = undefined;
       for (const s of this.sessions.values()) this.proxy.unregister(s.client);
       this.sessions.clear();
     };
@@ -91,12 +104,29 @@ export class BrowserEngine {
 
   async start(): Promise<void> {
     await this.proxy.start();
-    this.sweeper = setInterval(() => void this.closeIdle(), 5000);
+    this.stopped = false;
+    this.scheduleSweep();
+  }
+
+  /** Looks for idle sessions at half the idle timeout (at most every 5 s), following setting changes. */
+  private scheduleSweep(): void {
+    if (this.stopped) return;
+    const every = Math.min(5000, Math.max(250, (this.settings.sessionIdleS * 1000) / 2));
+    this.sweeper = setTimeout(() => {
+      void this.closeIdle().finally(() => this.scheduleSweep());
+    }, every);
     this.sweeper.unref();
   }
 
   async stop(): Promise<void> {
-    if (this.sweeper) clearInterval(this.sweeper);
+    this.stopped = true;
+    if (this.sweeper) clearTimeout(this.sweeper);
+    const spare = await this.spare?.catch(() => undefined);
+    this.spare = undefined;
+    if (spare) {
+      this.proxy.unregister(spare.client);
+      await spare.context.close().catch(() => undefined);
+    }
     await Promise.all([...this.sessions.values()].map((s) => this.dispose(s)));
     await this.chromium.close();
     await this.proxy.stop();
@@ -156,7 +186,7 @@ export class BrowserEngine {
 
   async closeSession(ownerId: string, id: string): Promise<void> {
     const s = this.sessions.get(id);
-    if (!s || s.ownerId !== ownerId) return;
+    if (!s || s.ownerId !== ownerId) throw new ContractError('not_found', `no browser session ${id}`);
     await this.dispose(s);
   }
 
@@ -201,22 +231,31 @@ export class BrowserEngine {
     const verdict = await this.guard.checkUrl(url);
     if (!verdict.allowed) {
       if (verdict.kind === 'forbidden') throw new ContractError('forbidden', `refused by the SSRF guard: ${verdict.reason}`);
+      if (verdict.kind === 'invalid') throw new ContractError('invalid_input', `url: ${verdict.reason}`, [{ path: 'url', message: verdict.reason }]);
       throw new ContractError('unavailable', verdict.reason);
     }
-    const refusalsBefore = client.refusals.length;
-    const failuresBefore = client.failures.length;
     const since = Date.now();
+    // The main frame's requests of this navigation (the URL and each redirect): only a refusal of one of
+    // them explains a failed navigation; a late sub-resource of the previous page does not.
+    const chain = new Set<string>();
+    const onRequest = (r: Request) => {
+      if (r.isNavigationRequest() && r.frame() === page.mainFrame()) chain.add(originKey(r.url()));
+    };
+    page.on('request', onRequest);
+    const ofChain = (list: Refusal[]) => list.find((r) => r.at >= since && chain.has(originKey(r.url)));
     let response: Response | null;
     try {
       response = await page.goto(url, { waitUntil: 'load' });
     } catch (err) {
       // An https redirect to a refused address ends in a failed tunnel rather than a 403 page.
-      const refused = client.refusals.slice(refusalsBefore).find((r) => r.at >= since);
+      const refused = ofChain(client.refusals);
       if (refused) throw new ContractError('forbidden', `refused by the SSRF guard: ${refused.reason} (${refused.url})`);
       if (isPlaywrightTimeout(err)) throw new ContractError('timeout', `the page did not load within ${this.settings.navigationTimeoutMs} ms`);
-      const failed = client.failures.slice(failuresBefore).find((r) => r.at >= since);
+      const failed = ofChain(client.failures);
       if (failed) throw new ContractError('unavailable', failed.reason);
       throw new ContractError('unavailable', `cannot load ${url}: ${(err as Error).message.split('\n')[0]?.replace(/^page\.goto: /, '')}`);
+    } finally {
+      page.off('request', onRequest);
     }
     const headers = response ? await response.allHeaders() : {};
     const blocked = headers[BLOCKED_HEADER];
@@ -304,18 +343,45 @@ export class BrowserEngine {
 
   // ---- one-shot read ----
 
-  /** Loads `url` in a throw-away context (no images, fonts or media) and reads it as Markdown. */
-  async fetchPage(url: string): Promise<{ url: string; title: string; markdown: string; status: number; truncated: boolean }> {
-    const leave = await this.fetchGate.enter(() => this.settings.maxConcurrentFetches);
-    let opened: { context: BrowserContext; client: ProxyClient } | undefined;
+  /**
+   * A fresh context and page for one read. Opening a page starts a renderer process (hundreds of ms), so
+   * one is kept ready: every read still gets a context nobody used before (no cookies or storage shared
+   * between reads or users), but it rarely waits for it.
+   */
+  private async takeFetchContext(): Promise<{ context: BrowserContext; client: ProxyClient; page: Page }> {
+    const ready = this.spare;
+    this.spare = undefined;
+    const taken = (ready ? await ready.catch(() => undefined) : undefined) ?? (await this.openFetchContext());
+    if (!this.stopped) {
+      this.spare = this.openFetchContext();
+      // A spare that fails is simply not used; the next read opens its own.
+      this.spare.catch(() => undefined);
+    }
+    return taken;
+  }
+
+  private async openFetchContext(): Promise<{ context: BrowserContext; client: ProxyClient; page: Page }> {
+    const { context, client } = await this.openContext();
     try {
-      opened = await this.openContext();
-      const { context, client } = opened;
       // Only what the text needs: images, fonts and media are never requested.
       await context.route('**/*', (route) =>
         ['image', 'media', 'font'].includes(route.request().resourceType()) ? route.abort('blockedbyclient') : route.continue(),
       );
-      const page = await context.newPage();
+      return { context, client, page: await context.newPage() };
+    } catch (err) {
+      this.proxy.unregister(client);
+      await context.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Loads `url` in a throw-away context (no images, fonts or media) and reads it as Markdown. */
+  async fetchPage(url: string): Promise<{ url: string; title: string; markdown: string; status: number; truncated: boolean }> {
+    const leave = await this.fetchGate.enter(() => this.settings.maxConcurrentFetches);
+    let opened: { context: BrowserContext; client: ProxyClient; page: Page } | undefined;
+    try {
+      opened = await this.takeFetchContext();
+      const { context, client, page } = opened;
       const response = await this.goto(page, client, url);
       const status = response?.status() ?? 200;
       if (status >= 400) {

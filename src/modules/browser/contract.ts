@@ -42,7 +42,7 @@ export const browserSettings = z.object({
     .describe('Hosts Chromium may reach although their addresses are private: host names (*.example.lan), host:port, IP addresses or CIDR ranges'),
   maxSessionsPerUser: z.number().int().min(1).max(50).default(3).describe('Open browser sessions per user'),
   maxSessions: z.number().int().min(1).max(500).default(20).describe('Open browser sessions in this process, all users together'),
-  sessionIdleS: z.number().int().min(10).max(86_400).default(300).describe('A session unused this long is closed'),
+  sessionIdleS: z.number().int().min(1).max(86_400).default(300).describe('A session unused this long is closed'),
   navigationTimeoutMs: z.number().int().min(1000).max(120_000).default(30_000).describe('Longest wait for a page to load'),
   actionTimeoutMs: z.number().int().min(100).max(60_000).default(5000).describe('Longest wait for an element an action names'),
   maxContentChars: z.number().int().min(1000).max(20_000_000).default(2_000_000).describe('Longest content or Markdown answered'),
@@ -69,7 +69,7 @@ export const browserContract = defineContract({
       idempotent: true,
       summary: "The caller's open sessions",
     }),
-    closeSession: operation({ input: z.object({ id: sessionId }), output: z.null(), idempotent: true, timeoutMs: 15_000 }),
+    closeSession: operation({ input: z.object({ id: sessionId }), output: z.null(), timeoutMs: 15_000 }),
     navigate: operation({
       input: z.object({ id: sessionId, url }),
       output: pageState.extend({ status: z.number().int().nullable() }),

@@ -24,7 +24,7 @@ export const systemResolver: Resolver = async (host) => {
 
 export type GuardVerdict =
   | { allowed: true; address: string; family: 4 | 6; host: string; port: number }
-  | { allowed: false; reason: string; kind: 'forbidden' | 'unresolvable' };
+  | { allowed: false; reason: string; kind: 'forbidden' | 'unresolvable' | 'invalid' };
 
 type AllowRule =
   | { kind: 'name'; name: string; wildcard: boolean; port?: number }
@@ -107,7 +107,7 @@ export class SsrfGuard {
     try {
       url = new URL(raw);
     } catch {
-      return { allowed: false, kind: 'forbidden', reason: 'not a valid URL' };
+      return { allowed: false, kind: 'invalid', reason: 'not a valid absolute URL' };
     }
     if (!ALLOWED_SCHEMES.has(url.protocol)) return { allowed: false, kind: 'forbidden', reason: `the ${url.protocol} scheme is not allowed (http and https only)` };
     const port = url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
