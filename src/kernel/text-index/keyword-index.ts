@@ -1,0 +1,298 @@
+// The project's one keyword-search machinery (messages now; document chunks and facts in `search`).
+// Each index is partitioned (per owner, so a query can only ever see its owner's documents) and kept in
+// memory as MiniSearch indexes (BM25+ ranking, prefix search) for speed. Durability and sharing across
+// instances come from Redis: every change is appended to a stream (`<name>:log`) and every instance,
+// including the writer, applies the stream in order; now and then one instance writes a snapshot
+// (`<name>:snapshot`, one field per partition plus the stream id it covers) and trims the log. A
+// restart loads the snapshot and replays the tail: the index is never rebuilt per query, nor from the
+// source data. Applying an entry twice is harmless (add replaces, remove of an absent id is a no-op),
+// which is what makes the replay after a snapshot safe.
+import MiniSearch, { type Query, type SearchResult } from 'minisearch';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { containsPhrase, highlight, normalizePhrase, parseQuery, stemTerm, tokenize, type ParsedQuery } from './analyzer.js';
+
+export interface IndexedDocument {
+  id: string;
+  text: string;
+  /** Small string fields kept beside the text (e.g. chatId) for filters and for the caller. */
+  fields?: Record<string, string>;
+}
+
+export interface KeywordHit {
+  id: string;
+  score: number;
+  fields: Record<string, string>;
+  /** HTML-safe snippet with <mark> around the words that matched. */
+  highlight: string;
+}
+
+export interface KeywordSearchOptions {
+  limit?: number;
+  filter?: (fields: Record<string, string>) => boolean;
+}
+
+export interface KeywordIndexOptions {
+  /** A connection whose key prefix belongs to the owning module (its own ModuleRedis). */
+  redis: Redis;
+  /** Keys `<name>:log`, `<name>:snapshot`, `<name>:snapshot-lock` under the module's prefix. */
+  name: string;
+  logger: Logger;
+  /** Applied entries between snapshots. Default 2000. */
+  snapshotEvery?: number;
+  /** And at most one snapshot per this many ms (a big partition costs to serialise). Default 30 s. */
+  snapshotMinIntervalMs?: number;
+}
+
+type LogEntry =
+  | { op: 'add'; p: string; docs: IndexedDocument[] }
+  | { op: 'remove'; p: string; ids: string[] }
+  | { op: 'drop'; p: string };
+
+const FIELDS = ['text'];
+
+function processTerm(term: string): string[] | null {
+  const stem = stemTerm(term);
+  if (!stem) return null;
+  const raw = term.toLowerCase().replace(/['’]/g, '');
+  // The raw word too, so prefix queries match words whose stem is shorter than the prefix ("runn*").
+  return raw !== stem ? [stem, raw] : [stem];
+}
+
+function newPartition(): MiniSearch {
+  return new MiniSearch({
+    fields: FIELDS,
+    storeFields: ['text', 'f'],
+    idField: 'id',
+    tokenize,
+    processTerm,
+    // Removals are frequent (chat deletions); clean the index in the background.
+    autoVacuum: { batchSize: 1000, batchWait: 10, minDirtCount: 100, minDirtFactor: 0.1 },
+  });
+}
+
+const PARTITION_OPTIONS = { fields: FIELDS, storeFields: ['text', 'f'], idField: 'id', tokenize, processTerm };
+
+/** Stream ids compare as (ms, seq). */
+function idAfter(a: string, b: string): boolean {
+  const [am, as] = a.split('-').map(Number) as [number, number];
+  const [bm, bs] = b.split('-').map(Number) as [number, number];
+  return am > bm || (am === bm && as > bs);
+}
+
+export class KeywordIndex {
+  private readonly partitions = new Map<string, MiniSearch>();
+  private readonly dirty = new Set<string>();
+  private readonly dropped = new Set<string>();
+  private lastId = '0-0';
+  private sinceSnapshot = 0;
+  private lastSnapshotAt = 0;
+  private tail: Redis | undefined;
+  private stopped = false;
+  private tailing: Promise<void> | undefined;
+  private snapshotting: Promise<void> | undefined;
+  private waiters: { id: string; resolve: () => void }[] = [];
+  private readonly logKey: string;
+  private readonly snapshotKey: string;
+  private readonly lockKey: string;
+  private readonly snapshotEvery: number;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: KeywordIndexOptions) {
+    this.logKey = `${opts.name}:log`;
+    this.snapshotKey = `${opts.name}:snapshot`;
+    this.lockKey = `${opts.name}:snapshot-lock`;
+    this.snapshotEvery = opts.snapshotEvery ?? 2000;
+    this.log = opts.logger.child({ component: 'keyword-index', index: opts.name });
+  }
+
+  /** Loads the last snapshot, replays the log after it, then follows the log. */
+  async start(): Promise<void> {
+    const snap = await this.opts.redis.hgetall(this.snapshotKey);
+    const started = Date.now();
+    for (const [field, json] of Object.entries(snap)) {
+      if (!field.startsWith('p:')) continue;
+      this.partitions.set(field.slice(2), MiniSearch.loadJSON(json, PARTITION_OPTIONS));
+    }
+    this.lastId = snap.id ?? '0-0';
+    // Replay synchronously up to now, so the first query after start sees everything.
+    for (;;) {
+      const batch = await this.opts.redis.xrange(this.logKey, `(${this.lastId}`, '+', 'COUNT', 1000);
+      if (!batch.length) break;
+      for (const [id, fields] of batch) this.apply(id, fields);
+    }
+    this.log.info({ partitions: this.partitions.size, ms: Date.now() - started, at: this.lastId }, 'keyword index loaded');
+    this.tail = this.opts.redis.duplicate({ maxRetriesPerRequest: null, enableAutoPipelining: false, lazyConnect: false });
+    this.tail.on('error', () => undefined);
+    this.tailing = this.follow();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.tail?.disconnect();
+    await this.tailing?.catch(() => undefined);
+    await this.snapshotting?.catch(() => undefined);
+    for (const w of this.waiters) w.resolve();
+    this.waiters = [];
+  }
+
+  /** Adds or replaces documents; resolves once this instance's index shows them. */
+  add(partition: string, docs: IndexedDocument[]): Promise<void> {
+    if (!docs.length) return Promise.resolve();
+    return this.append({ op: 'add', p: partition, docs });
+  }
+
+  remove(partition: string, ids: string[]): Promise<void> {
+    if (!ids.length) return Promise.resolve();
+    return this.append({ op: 'remove', p: partition, ids });
+  }
+
+  /** Forgets a whole partition (its owner is gone). */
+  drop(partition: string): Promise<void> {
+    return this.append({ op: 'drop', p: partition });
+  }
+
+  size(partition: string): number {
+    return this.partitions.get(partition)?.documentCount ?? 0;
+  }
+
+  /**
+   * Ranked (BM25+) search in one partition: every plain word (stemmed) and every prefix* must match,
+   * every "quoted phrase" must appear word for word. When no document has all the words, documents
+   * with some of them are ranked instead (phrases and prefixes still required).
+   */
+  search(partition: string, q: string, opts: KeywordSearchOptions = {}): KeywordHit[] {
+    const index = this.partitions.get(partition);
+    const parsed = parseQuery(q);
+    if (!index || (!parsed.terms.length && !parsed.prefixes.length)) return [];
+    const limit = opts.limit ?? 20;
+    const filter = (r: SearchResult) => {
+      const fields = (r.f ?? {}) as Record<string, string>;
+      if (opts.filter && !opts.filter(fields)) return false;
+      if (!parsed.phrases.length) return true;
+      const text = normalizePhrase(String(r.text ?? ''));
+      return parsed.phrases.every((p) => containsPhrase(text, p));
+    };
+    let results = index.search(this.query(parsed, 'AND'), { filter });
+    if (!results.length && parsed.terms.length > 1) results = index.search(this.query(parsed, 'OR'), { filter });
+    return results.slice(0, limit).map((r) => ({
+      id: String(r.id),
+      score: r.score,
+      fields: (r.f ?? {}) as Record<string, string>,
+      highlight: highlight(String(r.text ?? ''), parsed),
+    }));
+  }
+
+  private query(parsed: ParsedQuery, words: 'AND' | 'OR'): Query {
+    // Terms are already processed: each sub-query takes them as they are.
+    const asIs = { tokenize: (s: string) => [s], processTerm: (t: string) => t };
+    const queries: Query[] = [];
+    if (parsed.terms.length) queries.push({ ...asIs, combineWith: words, queries: parsed.terms });
+    for (const p of parsed.prefixes) queries.push({ ...asIs, prefix: true, queries: [p] });
+    return { combineWith: 'AND', queries };
+  }
+
+  private async append(entry: LogEntry): Promise<void> {
+    const payload = entry.op === 'add' ? JSON.stringify(entry.docs) : entry.op === 'remove' ? JSON.stringify(entry.ids) : '';
+    const id = await this.opts.redis.xadd(this.logKey, '*', 'op', entry.op, 'p', entry.p, 'd', payload);
+    if (!id) throw new Error('XADD returned no id');
+    if (!idAfter(id, this.lastId)) return;
+    await new Promise<void>((resolve) => this.waiters.push({ id, resolve }));
+  }
+
+  private async follow(): Promise<void> {
+    const tail = this.tail!;
+    while (!this.stopped) {
+      try {
+        const reply = (await tail.xread('COUNT', 1000, 'BLOCK', 5000, 'STREAMS', this.logKey, this.lastId)) as [string, [string, string[]][]][] | null;
+        if (!reply) continue;
+        for (const [, entries] of reply) for (const [id, fields] of entries) this.apply(id, fields);
+        this.release();
+        const due = this.sinceSnapshot >= this.snapshotEvery && Date.now() - this.lastSnapshotAt >= (this.opts.snapshotMinIntervalMs ?? 30_000);
+        if (due && !this.snapshotting) {
+          this.lastSnapshotAt = Date.now();
+          this.snapshotting = this.snapshot().finally(() => (this.snapshotting = undefined));
+        }
+      } catch (err) {
+        if (this.stopped) return;
+        this.log.warn({ err: (err as Error).message }, 'keyword index tail failed; retrying');
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  private release(): void {
+    if (!this.waiters.length) return;
+    const still: typeof this.waiters = [];
+    for (const w of this.waiters) {
+      if (idAfter(w.id, this.lastId)) still.push(w);
+      else w.resolve();
+    }
+    this.waiters = still;
+  }
+
+  private apply(id: string, fields: string[]): void {
+    if (!idAfter(id, this.lastId)) return;
+    const f: Record<string, string> = {};
+    for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
+    const p = f.p ?? '';
+    try {
+      if (f.op === 'add') {
+        let index = this.partitions.get(p);
+        if (!index) this.partitions.set(p, (index = newPartition()));
+        for (const doc of JSON.parse(f.d ?? '[]') as IndexedDocument[]) {
+          if (index.has(doc.id)) index.discard(doc.id);
+          index.add({ id: doc.id, text: doc.text, f: doc.fields ?? {} });
+        }
+        this.dirty.add(p);
+        this.dropped.delete(p);
+      } else if (f.op === 'remove') {
+        const index = this.partitions.get(p);
+        if (index) for (const docId of JSON.parse(f.d ?? '[]') as string[]) if (index.has(docId)) index.discard(docId);
+        this.dirty.add(p);
+      } else if (f.op === 'drop') {
+        this.partitions.delete(p);
+        this.dirty.delete(p);
+        this.dropped.add(p);
+      }
+    } catch (err) {
+      // One bad entry must not stop the index: log it and go on with the next.
+      this.log.error({ err, entry: id }, 'keyword index entry could not be applied');
+    }
+    this.lastId = id;
+    this.sinceSnapshot += 1;
+  }
+
+  /**
+   * Writes the changed partitions and the stream id they cover, then trims the log up to the previous
+   * snapshot (not this one: an instance that read the previous snapshot while this one was written can
+   * still replay from it). One instance at a time (a lock with a lease).
+   */
+  async snapshot(): Promise<void> {
+    const redis = this.opts.redis;
+    if ((await redis.set(this.lockKey, '1', 'PX', 60_000, 'NX')) !== 'OK') return;
+    try {
+      const at = this.lastId;
+      const changed = [...this.dirty];
+      const gone = [...this.dropped];
+      const previous = await redis.hget(this.snapshotKey, 'id');
+      const multi = redis.multi();
+      for (const p of changed) {
+        const index = this.partitions.get(p);
+        if (index) multi.hset(this.snapshotKey, `p:${p}`, JSON.stringify(index));
+      }
+      for (const p of gone) multi.hdel(this.snapshotKey, `p:${p}`);
+      multi.hset(this.snapshotKey, 'id', at);
+      if (previous) multi.xtrim(this.logKey, 'MINID', previous);
+      await multi.exec();
+      this.dirty.clear();
+      this.dropped.clear();
+      this.sinceSnapshot = 0;
+      this.log.debug({ at, partitions: changed.length }, 'keyword index snapshot written');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'keyword index snapshot failed; the log keeps everything');
+    } finally {
+      await redis.del(this.lockKey).catch(() => undefined);
+    }
+  }
+}

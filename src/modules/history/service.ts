@@ -1,0 +1,165 @@
+// The history module's operations: messages are the caller's own (their owner is the actor that
+// wrote them); reading a chat's transcript first asks `chats` whether the chat is the caller's.
+import { inject, injectable } from 'tsyringe';
+import type { Handlers, Port } from '../../kernel/contract/define.js';
+import { ContractError, isContractError } from '../../kernel/contract/errors.js';
+import { currentContext, type Actor } from '../../kernel/context/request-context.js';
+import { chatsContract, type ChatView } from '../chats/contract.js';
+import type { historyContract, MessageView } from './contract.js';
+import { MessageStore, view, type StoredMessage } from './message-store.js';
+import { MessageIndex } from './message-index.js';
+import { renderMarkdown } from './markdown-export.js';
+import { analytics } from './analytics.js';
+
+type UserActor = Extract<Actor, { type: 'user' }>;
+
+function caller(): UserActor {
+  const actor = currentContext()?.actor;
+  if (actor?.type !== 'user') throw new ContractError('unauthenticated', 'sign in first');
+  return actor;
+}
+
+function parseSeqCursor(cursor: string | undefined): number | undefined {
+  if (cursor === undefined || cursor === '') return undefined;
+  const n = Number(cursor);
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new ContractError('invalid_input', 'Invalid input: cursor: not a cursor from a previous page', [{ path: 'cursor', message: 'not a cursor from a previous page' }]);
+  }
+  return n;
+}
+
+const FINAL = new Set(['complete', 'stopped', 'failed']);
+
+@injectable()
+export class HistoryService implements Handlers<typeof historyContract> {
+  constructor(
+    @inject(MessageStore) private readonly store: MessageStore,
+    @inject(MessageIndex) private readonly index: MessageIndex,
+    @inject(chatsContract.token) private readonly chats: Port<typeof chatsContract>,
+  ) {}
+
+  private async ownMessage(id: string): Promise<StoredMessage> {
+    const user = caller();
+    const m = await this.store.get(id);
+    if (!m || m.ownerId !== user.id) throw new ContractError('not_found', 'no such message');
+    return m;
+  }
+
+  async appendMessage({ message }: { message: Omit<MessageView, 'usage' | 'citations' | 'toolCalls'> }): Promise<MessageView> {
+    const user = caller();
+    const stored: StoredMessage = { ...message, ownerId: user.id };
+    if (await this.store.append(stored)) {
+      if (FINAL.has(stored.status)) await this.index.put(stored);
+      return view(stored);
+    }
+    // The same id again (a repeated saga step): the stored message, if it is the caller's.
+    const existing = await this.ownMessage(message.id);
+    if (existing.chatId !== message.chatId) throw new ContractError('conflict', 'a message with this id exists in another chat');
+    return view(existing);
+  }
+
+  async saveProgress({ id, content }: { id: string; content: string }) {
+    const m = await this.ownMessage(id);
+    if (m.status !== 'streaming') return { saved: false };
+    return { saved: await this.store.saveProgress({ ...m, content }) };
+  }
+
+  async finishMessage(input: { id: string; status: 'complete' | 'stopped' | 'failed'; content: string; model?: string; usage?: MessageView['usage']; error?: string }) {
+    const m = await this.ownMessage(input.id);
+    const next: StoredMessage = {
+      ...m,
+      status: input.status,
+      content: input.content,
+      ...(input.model ? { model: input.model } : {}),
+      ...(input.usage ? { usage: input.usage } : {}),
+      ...(input.error ? { error: input.error } : {}),
+    };
+    const r = await this.store.finish(next);
+    if (!r.message) throw new ContractError('not_found', 'no such message');
+    if (r.applied) await this.index.put(r.message);
+    return { message: view(r.message), messageCount: r.count, applied: r.applied };
+  }
+
+  async supersedeMessage({ id, by }: { id: string; by: string }): Promise<MessageView> {
+    const m = await this.ownMessage(id);
+    if (m.role !== 'assistant') throw new ContractError('invalid_input', 'Invalid input: id: only an assistant answer can be replaced', [{ path: 'id', message: 'not an assistant message' }]);
+    if (m.supersededBy === by) return view(m);
+    const next = { ...m, supersededBy: by };
+    await this.store.put(next);
+    return view(next);
+  }
+
+  async getMessage({ id }: { id: string }): Promise<MessageView> {
+    return view(await this.ownMessage(id));
+  }
+
+  async listMessages(input: { chatId: string; limit: number; cursor?: string; order: 'asc' | 'desc' }) {
+    const user = caller();
+    const after = parseSeqCursor(input.cursor);
+    await this.chats.getChat({ id: input.chatId });
+    const page = await this.store.page(input.chatId, input.order, input.limit, after);
+    const msgs = await this.store.getMany(page.ids);
+    const items = msgs.filter((m): m is StoredMessage => m !== undefined && m.ownerId === user.id).map(view);
+    return { items, nextCursor: page.next };
+  }
+
+  async exportChat({ id, format }: { id: string; format: 'json' | 'markdown' }) {
+    const user = caller();
+    const chat = await this.chats.getChat({ id });
+    const ids = await this.store.allIds(id);
+    const messages: MessageView[] = [];
+    for (let i = 0; i < ids.length; i += 500) {
+      for (const m of await this.store.getMany(ids.slice(i, i + 500))) if (m && m.ownerId === user.id) messages.push(view(m));
+    }
+    const exportedAt = new Date().toISOString();
+    const base = (chat.title ?? 'chat').replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 60) || 'chat';
+    if (format === 'markdown') {
+      return { format, filename: `${base}.md`, exportedAt, chat, content: renderMarkdown(chat, messages, exportedAt) };
+    }
+    return { format, filename: `${base}.json`, exportedAt, chat, messages };
+  }
+
+  async searchMessages(input: { q: string; chatId?: string; limit: number }) {
+    const user = caller();
+    if (input.chatId) await this.chats.getChat({ id: input.chatId });
+    const hits = this.index.search(user.id, input.q, input.limit, input.chatId);
+    const msgs = await this.store.getMany(hits.map((h) => h.id));
+    const chatIds = [...new Set(msgs.filter((m) => m).map((m) => m!.chatId))];
+    const chats = new Map<string, ChatView | null>();
+    await Promise.all(
+      chatIds.map(async (cid) => {
+        try {
+          chats.set(cid, await this.chats.getChat({ id: cid }));
+        } catch (err) {
+          // A chat deleted a moment ago: its messages are on their way out of the index.
+          if (isContractError(err) && err.code === 'not_found') chats.set(cid, null);
+          else throw err;
+        }
+      }),
+    );
+    const items = [];
+    for (const [i, hit] of hits.entries()) {
+      const m = msgs[i];
+      if (!m || m.ownerId !== user.id || !chats.get(m.chatId)) continue;
+      items.push({ message: view(m), chatId: m.chatId, chatTitle: chats.get(m.chatId)!.title, highlight: hit.highlight, score: hit.score });
+    }
+    return { items };
+  }
+
+  async conversationAnalytics(input: { scope: 'own' | 'all'; days: number }) {
+    const user = caller();
+    if (input.scope === 'all' && !user.roles.includes('admin')) throw new ContractError('forbidden', 'scope=all needs the admin role');
+    const to = Date.now();
+    const from = to - input.days * 86_400_000;
+    const ids = await this.store.idsBetween(input.scope === 'all' ? undefined : user.id, from, to);
+    const msgs: StoredMessage[] = [];
+    for (let i = 0; i < ids.length; i += 1000) for (const m of await this.store.getMany(ids.slice(i, i + 1000))) if (m) msgs.push(m);
+    return analytics(input.scope, from, to, msgs);
+  }
+
+  /** `chats.chat.deleted`: the chat's messages go, from the store and the index. Safe to repeat. */
+  async removeChat(chatId: string, ownerId: string): Promise<void> {
+    const removed = await this.store.deleteChat(chatId);
+    await this.index.remove(ownerId, removed.map((r) => r.id));
+  }
+}

@@ -1,0 +1,56 @@
+// The chat turn as a durable saga (ARCHITECTURE.md §6a). Every step names an operation, so any process
+// can resume a turn from its journal after a crash; `generate` is the long one, with its own deadline.
+// `saveUserMessage` is skipped for a regeneration (the user message exists), `title` runs only for a
+// chat that had no title and whose answer completed. A retrieval step joins here with the knowledge
+// search (`when: useKnowledge`); it is not part of this turn yet.
+import { defineSaga } from '../../kernel/sagas/saga-definition.js';
+import { GENERATE_TIMEOUT_MS, turnInput, type GenerateOutcome, type TurnInput } from './contract.js';
+
+export const CHAT_TURN_SAGA = 'messages.chat-turn';
+
+export const chatTurnSaga = defineSaga<TurnInput>({
+  type: CHAT_TURN_SAGA,
+  input: turnInput,
+  steps: [
+    {
+      name: 'saveUserMessage',
+      module: 'messages',
+      operation: 'saveUserMessage',
+      when: (turn) => turn.userMessage !== undefined,
+      input: (turn) => turn,
+    },
+    {
+      name: 'createAssistantMessage',
+      module: 'messages',
+      operation: 'createAssistantMessage',
+      input: (turn) => turn,
+      // Whatever fails later, the answer never stays `streaming` and the chat is free again.
+      compensate: { operation: 'abandonTurn', input: (turn) => turn },
+    },
+    { name: 'generate', module: 'messages', operation: 'generate', timeoutMs: GENERATE_TIMEOUT_MS, input: (turn) => turn },
+    {
+      name: 'complete',
+      module: 'messages',
+      operation: 'completeTurn',
+      input: (turn, results) => ({ turn, outcome: results.generate as GenerateOutcome }),
+    },
+    {
+      name: 'updateChat',
+      module: 'chats',
+      operation: 'recordActivity',
+      input: (turn, results) => {
+        const done = results.complete as { messageCount: number; lastActivityAt: string };
+        return { id: turn.chatId, messageCount: done.messageCount, lastActivityAt: done.lastActivityAt };
+      },
+    },
+    {
+      name: 'title',
+      module: 'messages',
+      operation: 'titleChat',
+      when: (turn, results) => turn.titleNeeded && (results.complete as { status: string }).status === 'complete',
+      input: (turn) => turn,
+      // A title is a nicety: never worth failing (and compensating) a finished turn for.
+      retries: 1,
+    },
+  ],
+});

@@ -1,0 +1,65 @@
+// The prompt of a turn: the chat's system prompt (or the default), then as much of the recent history as
+// fits the model's context window, newest kept first, always ending with the message being answered.
+// Replaced answers, failed answers and the answer being written are left out.
+import type { MessageView } from '../history/contract.js';
+
+export interface PromptMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export interface PromptBudget {
+  contextTokens: number;
+  replyReserveTokens: number;
+  charsPerToken: number;
+}
+
+/** A rough token count: characters over a ratio, plus the chat template's few tokens per message. */
+export function estimateTokens(text: string, charsPerToken: number): number {
+  return Math.ceil(text.length / charsPerToken) + 4;
+}
+
+export function usable(m: MessageView, answering: string): boolean {
+  if (m.id === answering || m.supersededBy) return false;
+  if (m.role !== 'user' && m.role !== 'assistant') return false;
+  if (m.status === 'streaming' || m.status === 'failed') return false;
+  return m.content.trim().length > 0;
+}
+
+/**
+ * `newestFirst` pages of the transcript, pulled until the budget is spent. Answers the prompt, or
+ * undefined when not even the newest user message fits.
+ */
+export async function buildPrompt(
+  systemPrompt: string,
+  newestFirst: AsyncIterable<MessageView>,
+  answering: string,
+  budget: PromptBudget,
+): Promise<{ messages: PromptMessage[]; omitted: number } | undefined> {
+  let left = budget.contextTokens - budget.replyReserveTokens - estimateTokens(systemPrompt, budget.charsPerToken);
+  const kept: PromptMessage[] = [];
+  let omitted = 0;
+  for await (const m of newestFirst) {
+    if (!usable(m, answering)) continue;
+    // The newest usable message is the one being answered: a user message. Anything newer is not
+    // part of this turn (an answer still being written is skipped above).
+    if (kept.length === 0 && m.role !== 'user') continue;
+    const cost = estimateTokens(m.content, budget.charsPerToken);
+    if (cost > left) {
+      if (kept.length === 0) return undefined;
+      // Older messages are left out; stop reading the transcript.
+      omitted += 1;
+      break;
+    }
+    left -= cost;
+    kept.push({ role: m.role as 'user' | 'assistant', content: m.content });
+  }
+  if (kept.length === 0) return undefined;
+  kept.reverse();
+  // Starting with an assistant answer whose question fell out of the window confuses models.
+  while (kept.length > 1 && kept[0]!.role === 'assistant') {
+    kept.shift();
+    omitted += 1;
+  }
+  return { messages: [{ role: 'system', content: systemPrompt }, ...kept], omitted };
+}

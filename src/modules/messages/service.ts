@@ -1,0 +1,408 @@
+// The messages module's operations: starting a turn (validation, one turn per chat, clientMessageId
+// dedupe, the saga), following it as server-sent events, Stop and regenerate, and the turn's steps.
+// Every realtime event goes to the chat's room (all the owner's tabs that joined it) and, for a turn
+// followed over SSE, to the turn's channel as well, with the same names and payloads.
+import { inject, injectable } from 'tsyringe';
+import type { Logger } from 'pino';
+import type { CallInfo, Handlers, Port } from '../../kernel/contract/define.js';
+import { ContractError, isContractError } from '../../kernel/contract/errors.js';
+import { currentContext, withContext, type Actor } from '../../kernel/context/request-context.js';
+import { SettingsHolder } from '../../kernel/module/settings-holder.js';
+import { ModuleLogger, ModuleSagasToken, RealtimeToken, type ModuleSagas } from '../../kernel/module/tokens.js';
+import type { Realtime } from '../../kernel/realtime/realtime.js';
+import { chatsContract, type ChatView } from '../chats/contract.js';
+import { configContract } from '../config/contract.js';
+import { historyContract, type MessageView } from '../history/contract.js';
+import { llmContract } from '../llm/contract.js';
+import { CHAT_TURN_SAGA } from './chat-turn-saga.js';
+import { cleanContent } from './content.js';
+import { messagesContract, messagesSettings, type GenerateOutcome, type TurnInput } from './contract.js';
+import { newId } from './ids.js';
+import { ProgressSaver } from './progress-saver.js';
+import { buildPrompt, estimateTokens } from './prompt.js';
+import { cleanTitle, TITLE_INSTRUCTION, titleFromMessage } from './title.js';
+import { TurnChannels } from './turn-channels.js';
+import { TurnStore, turnChannel } from './turn-store.js';
+
+type UserActor = Extract<Actor, { type: 'user' }>;
+type SendInput = { chatId: string; content: string; clientMessageId?: string };
+type SendAnswer = { turnId: string; userMessage: MessageView; assistantMessageId: string };
+type TurnEvent = { event: string; data: unknown };
+
+function caller(): UserActor {
+  const actor = currentContext()?.actor;
+  if (actor?.type !== 'user') throw new ContractError('unauthenticated', 'sign in first');
+  return actor;
+}
+
+const busy = () => new ContractError('conflict', 'an answer is being generated in this chat: wait for it or stop it first');
+const CONTEXT_CACHE_MS = 5 * 60_000;
+const INTERRUPTED = 'interrupted: the process writing this answer stopped before it finished; the text so far is kept';
+
+@injectable()
+export class MessagesService implements Handlers<typeof messagesContract> {
+  readonly settings: SettingsHolder<typeof messagesSettings>;
+  private readonly contextLengths = new Map<string, { value: number; at: number }>();
+
+  constructor(
+    @inject(TurnStore) private readonly store: TurnStore,
+    @inject(TurnChannels) private readonly channels: TurnChannels,
+    @inject(ModuleSagasToken) private readonly sagas: ModuleSagas,
+    @inject(RealtimeToken) private readonly realtime: Realtime,
+    @inject(ModuleLogger) private readonly logger: Logger,
+    @inject(chatsContract.token) private readonly chats: Port<typeof chatsContract>,
+    @inject(historyContract.token) private readonly history: Port<typeof historyContract>,
+    @inject(llmContract.token) private readonly llm: Port<typeof llmContract>,
+    @inject(configContract.token) config: Port<typeof configContract>,
+  ) {
+    this.settings = new SettingsHolder(messagesSettings, async () => (await config.getModuleSettings({ module: messagesContract.id })).settings, logger);
+  }
+
+  // ---- starting and following turns -------------------------------------------------------------
+
+  sendMessage(input: SendInput): Promise<SendAnswer> {
+    return this.startTurn(input, false).then((r) => r.answer);
+  }
+
+  async *sendMessageStream(input: SendInput): AsyncGenerator<TurnEvent> {
+    const queue: TurnEvent[] = [];
+    let wake: (() => void) | undefined;
+    let unlisten: (() => Promise<void>) | undefined;
+    try {
+      const { answer, existing } = await this.startTurn(input, true, async (turnId) => {
+        unlisten = await this.channels.listen(turnChannel(turnId), (raw) => {
+          queue.push(JSON.parse(raw) as TurnEvent);
+          wake?.();
+        });
+      });
+      yield { event: 'turn:status', data: { ...answer, chatId: input.chatId, status: 'accepted', step: null } };
+      if (existing) {
+        // A retried send of a turn that was not started over SSE: its current state, then the end.
+        const m = await this.history.getMessage({ id: answer.assistantMessageId }).catch(() => undefined);
+        if (m) yield m.status === 'failed' ? { event: 'message:failed', data: this.failedPayload(answer.turnId, m) } : { event: m.status === 'streaming' ? 'message:created' : 'message:completed', data: { message: m } };
+        return;
+      }
+      for (;;) {
+        while (queue.length) {
+          const ev = queue.shift()!;
+          yield ev;
+          if (ev.event === 'message:completed' || ev.event === 'message:failed') return;
+        }
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+      }
+    } finally {
+      await unlisten?.();
+    }
+  }
+
+  private async startTurn(input: SendInput, sse: boolean, beforeStart?: (turnId: string) => Promise<void>): Promise<{ answer: SendAnswer; existing: boolean }> {
+    const user = caller();
+    const content = cleanContent(input.content, this.settings.current().maxContentChars);
+    const chat = await this.chats.getChat({ id: input.chatId });
+    let turnId = newId('t');
+    if (input.clientMessageId) {
+      const holder = await this.store.claimClientId(user.id, chat.id, input.clientMessageId, turnId);
+      if (holder !== turnId) return { answer: await this.answerOf(holder), existing: true };
+    }
+    if (!(await this.store.lock(chat.id, turnId))) {
+      if (input.clientMessageId) await this.store.releaseClientId(user.id, chat.id, input.clientMessageId, turnId);
+      throw busy();
+    }
+    try {
+      const now = new Date().toISOString();
+      const turn: TurnInput = {
+        turnId,
+        chatId: chat.id,
+        userMessage: { id: newId('m'), content, createdAt: now },
+        assistantMessageId: newId('m'),
+        assistantCreatedAt: now,
+        titleNeeded: chat.title === null,
+        sse,
+      };
+      const answer: SendAnswer = {
+        turnId,
+        userMessage: { id: turn.userMessage!.id, chatId: chat.id, role: 'user', content, status: 'complete', createdAt: now, turnId },
+        assistantMessageId: turn.assistantMessageId,
+      };
+      await this.store.saveAnswer(turnId, answer);
+      await beforeStart?.(turnId);
+      await this.sagas.start(CHAT_TURN_SAGA, turn, { id: turnId });
+      return { answer, existing: false };
+    } catch (err) {
+      await this.store.release(chat.id, turnId).catch(() => undefined);
+      if (input.clientMessageId) await this.store.releaseClientId(user.id, chat.id, input.clientMessageId, turnId).catch(() => undefined);
+      turnId = '';
+      throw err;
+    }
+  }
+
+  /** What the first send of a clientMessageId answered (it may still be on its way). */
+  private async answerOf(turnId: string): Promise<SendAnswer> {
+    for (let i = 0; i < 40; i++) {
+      const a = await this.store.answer<SendAnswer>(turnId);
+      if (a) return a;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new ContractError('conflict', 'this clientMessageId is being sent right now; try again');
+  }
+
+  async stopTurn({ chatId }: { chatId: string }) {
+    await this.chats.getChat({ id: chatId });
+    const turnId = await this.store.active(chatId);
+    if (!turnId) return { chatId, turnId: null, stopping: false };
+    await this.store.requestStop(turnId);
+    return { chatId, turnId, stopping: true };
+  }
+
+  async regenerate({ chatId }: { chatId: string }) {
+    const chat = await this.chats.getChat({ id: chatId });
+    const recent = await this.history.listMessages({ chatId, order: 'desc', limit: 100 });
+    const lastUser = recent.items.find((m) => m.role === 'user');
+    if (!lastUser) throw new ContractError('conflict', 'there is no message to answer again in this chat');
+    const previous = recent.items.find((m) => m.role === 'assistant' && !m.supersededBy && m.createdAt >= lastUser.createdAt && m.status !== 'streaming');
+    const turnId = newId('t');
+    if (!(await this.store.lock(chatId, turnId))) throw busy();
+    try {
+      const turn: TurnInput = {
+        turnId,
+        chatId,
+        assistantMessageId: newId('m'),
+        assistantCreatedAt: new Date().toISOString(),
+        ...(previous ? { replaces: previous.id } : {}),
+        titleNeeded: chat.title === null,
+        sse: false,
+      };
+      await this.sagas.start(CHAT_TURN_SAGA, turn, { id: turnId });
+      return { turnId, assistantMessageId: turn.assistantMessageId };
+    } catch (err) {
+      await this.store.release(chatId, turnId).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  // ---- the saga's steps --------------------------------------------------------------------------
+
+  private emit(turn: TurnInput, event: string, data: unknown): void {
+    this.realtime.toChat(turn.chatId, event, data);
+    if (turn.sse) {
+      this.store.publish(turnChannel(turn.turnId), JSON.stringify({ event, data })).catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'turn event not published'));
+    }
+  }
+
+  private status(turn: TurnInput, status: string, step: string | null): void {
+    this.emit(turn, 'turn:status', { turnId: turn.turnId, chatId: turn.chatId, status, step });
+  }
+
+  private failedPayload(turnId: string, m: MessageView) {
+    return { chatId: m.chatId, messageId: m.id, turnId, error: m.error ?? 'the answer failed' };
+  }
+
+  async saveUserMessage(turn: TurnInput): Promise<MessageView> {
+    const u = turn.userMessage;
+    if (!u) throw new ContractError('invalid_input', 'Invalid input: userMessage: required', [{ path: 'userMessage', message: 'required' }]);
+    const message = await this.history.appendMessage({
+      message: { id: u.id, chatId: turn.chatId, role: 'user', content: u.content, status: 'complete', createdAt: u.createdAt, turnId: turn.turnId },
+    });
+    this.emit(turn, 'message:created', { message });
+    this.status(turn, 'started', 'saveUserMessage');
+    return message;
+  }
+
+  async createAssistantMessage(turn: TurnInput): Promise<MessageView> {
+    const message = await this.history.appendMessage({
+      message: { id: turn.assistantMessageId, chatId: turn.chatId, role: 'assistant', content: '', status: 'streaming', createdAt: turn.assistantCreatedAt, turnId: turn.turnId },
+    });
+    if (turn.replaces) await this.history.supersedeMessage({ id: turn.replaces, by: turn.assistantMessageId });
+    this.emit(turn, 'message:created', { message });
+    return message;
+  }
+
+  async abandonTurn(turn: TurnInput): Promise<null> {
+    let m: MessageView | undefined;
+    try {
+      m = await this.history.getMessage({ id: turn.assistantMessageId });
+    } catch (err) {
+      if (!(isContractError(err) && err.code === 'not_found')) throw err;
+    }
+    if (m?.status === 'streaming') {
+      const r = await this.history.finishMessage({ id: m.id, status: 'failed', content: m.content, error: 'the answer could not be completed' });
+      if (r.applied) this.emit(turn, 'message:failed', this.failedPayload(turn.turnId, r.message));
+      this.status(turn, 'failed', 'createAssistantMessage');
+    }
+    await this.store.release(turn.chatId, turn.turnId);
+    return null;
+  }
+
+  async generate(turn: TurnInput, call: CallInfo): Promise<GenerateOutcome> {
+    const key = currentContext()?.idempotencyKey ?? `${turn.turnId}:generate`;
+    const m = await this.history.getMessage({ id: turn.assistantMessageId });
+    if (m.status !== 'streaming') {
+      // Ended already (a compensation, or an earlier call whose outcome was journaled elsewhere).
+      return { status: m.status, content: m.content, ...(m.model ? { model: m.model } : {}), ...(m.usage ? { usage: m.usage } : {}), ...(m.error ? { error: m.error } : {}), deltas: 0 };
+    }
+    const claim = await this.store.claimGeneration(key);
+    if (claim === 'started') {
+      // An earlier call under this key began generating and its process died: the model is not asked
+      // twice (the reply would repeat); the answer ends with the text saved so far.
+      const outcome: GenerateOutcome = { status: 'failed', content: m.content, error: INTERRUPTED, deltas: 0 };
+      await this.store.saveGeneration(key, outcome);
+      return outcome;
+    }
+    if (claim !== 'fresh') return claim;
+    const outcome = await this.run(turn, call.signal);
+    await this.store.saveGeneration(key, outcome);
+    return outcome;
+  }
+
+  private async run(turn: TurnInput, callSignal: AbortSignal): Promise<GenerateOutcome> {
+    const s = this.settings.current();
+    const ac = new AbortController();
+    const untrack = this.channels.track(turn.turnId, ac);
+    const onDeadline = () => ac.abort(new Error('deadline'));
+    callSignal.addEventListener('abort', onDeadline, { once: true });
+    const started = Date.now();
+    let text = '';
+    let seq = 0;
+    let firstAt: number | undefined;
+    let model: string | undefined;
+    let usage: GenerateOutcome['usage'];
+    const saver = new ProgressSaver(
+      (t) => this.history.saveProgress({ id: turn.assistantMessageId, content: t }),
+      s.progressSaveMs,
+      (err) => this.logger.warn({ err: (err as Error).message, turnId: turn.turnId }, 'progress not saved'),
+    );
+    const measured = () => ({
+      promptTokens: 0,
+      completionTokens: seq,
+      timeToFirstTokenMs: firstAt === undefined ? 0 : firstAt - started,
+      durationMs: Date.now() - started,
+    });
+    let iterator: AsyncIterator<{ type: string; delta?: string; model?: string; usage?: GenerateOutcome['usage'] }> | undefined;
+    try {
+      if (await this.store.stopRequested(turn.turnId)) return { status: 'stopped', content: '', deltas: 0, usage: measured() };
+      const chat = await this.chats.getChat({ id: turn.chatId });
+      const prompt = await this.prompt(chat, turn);
+      if (!prompt.messages) return { status: 'failed', content: '', error: prompt.error ?? 'no prompt', deltas: 0 };
+      const messages = prompt.messages;
+      this.status(turn, 'generating', 'generate');
+      // The whole consumption runs under the signal: the binding links it to the stream when the
+      // stream starts (at the first next()), so a Stop aborts the model call at once, even mid-wait.
+      await withContext({ signal: ac.signal }, async () => {
+        const stream = this.llm.generate({ ...(chat.model ? { model: chat.model } : {}), messages });
+        iterator = stream[Symbol.asyncIterator]() as typeof iterator;
+        for (;;) {
+          const next = await iterator!.next();
+          if (next.done) break;
+          const chunk = next.value;
+          if (chunk.type === 'delta' && chunk.delta) {
+            firstAt ??= Date.now();
+            text += chunk.delta;
+            seq += 1;
+            this.emit(turn, 'message:delta', { chatId: turn.chatId, messageId: turn.assistantMessageId, turnId: turn.turnId, seq, delta: chunk.delta });
+            saver.update(text);
+          } else if (chunk.type === 'done') {
+            model = chunk.model;
+            usage = chunk.usage;
+          }
+        }
+      });
+      if (ac.signal.aborted) throw ac.signal.reason;
+      return { status: 'complete', content: text, ...(model ? { model } : {}), usage: usage ?? measured(), deltas: seq };
+    } catch (err) {
+      const reason = ac.signal.aborted ? (ac.signal.reason as Error | undefined)?.message : undefined;
+      const base = { content: text, deltas: seq, usage: measured(), ...(model ? { model } : {}) };
+      if (reason === 'stopped') return { ...base, status: 'stopped' };
+      if (reason === 'deadline') return { ...base, status: 'failed', error: 'the answer took longer than allowed' };
+      if (reason === 'shutting down') return { ...base, status: 'failed', error: INTERRUPTED };
+      const message = isContractError(err) ? err.message : 'the model could not answer';
+      if (!isContractError(err) || err.code === 'internal') this.logger.error({ err, turnId: turn.turnId }, 'generation failed');
+      return { ...base, status: 'failed', error: message };
+    } finally {
+      untrack();
+      callSignal.removeEventListener('abort', onDeadline);
+      void iterator?.return?.(undefined)?.catch(() => undefined);
+      await saver.close();
+    }
+  }
+
+  private async contextLength(model: string | null): Promise<number> {
+    const key = model ?? '';
+    const hit = this.contextLengths.get(key);
+    if (hit && Date.now() - hit.at < CONTEXT_CACHE_MS) return hit.value;
+    const d = await this.llm.describeModel(model ? { model } : {});
+    this.contextLengths.set(key, { value: d.contextLength, at: Date.now() });
+    return d.contextLength;
+  }
+
+  private async prompt(chat: ChatView, turn: TurnInput): Promise<{ messages?: { role: 'system' | 'user' | 'assistant'; content: string }[]; error?: string }> {
+    const s = this.settings.current();
+    const contextTokens = await this.contextLength(chat.model);
+    const history = this.history;
+    async function* newestFirst() {
+      let cursor: string | undefined;
+      do {
+        const page = await history.listMessages({ chatId: chat.id, order: 'desc', limit: 100, ...(cursor ? { cursor } : {}) });
+        yield* page.items;
+        cursor = page.nextCursor ?? undefined;
+      } while (cursor);
+    }
+    const system = chat.systemPrompt ?? s.defaultSystemPrompt;
+    const built = await buildPrompt(system, newestFirst(), turn.assistantMessageId, {
+      contextTokens,
+      replyReserveTokens: Math.min(s.replyReserveTokens, Math.floor(contextTokens / 2)),
+      charsPerToken: s.charsPerToken,
+    });
+    if (!built) {
+      const need = turn.userMessage ? estimateTokens(turn.userMessage.content, s.charsPerToken) : undefined;
+      return { error: `the message does not fit the model's context window (${contextTokens} tokens${need ? `, the message needs about ${need}` : ''})` };
+    }
+    return { messages: built.messages };
+  }
+
+  async completeTurn({ turn, outcome }: { turn: TurnInput; outcome: GenerateOutcome }) {
+    const r = await this.history.finishMessage({
+      id: turn.assistantMessageId,
+      status: outcome.status,
+      content: outcome.content,
+      ...(outcome.model ? { model: outcome.model } : {}),
+      ...(outcome.usage ? { usage: outcome.usage } : {}),
+      ...(outcome.error ? { error: outcome.error } : {}),
+    });
+    const final = r.message;
+    if (final.status === 'failed') this.emit(turn, 'message:failed', this.failedPayload(turn.turnId, final));
+    else this.emit(turn, 'message:completed', { message: final });
+    this.status(turn, final.status === 'complete' ? 'completed' : final.status, 'complete');
+    // The chat is free for the next message as soon as the answer is final.
+    await this.store.release(turn.chatId, turn.turnId);
+    return { status: final.status as 'complete' | 'stopped' | 'failed', messageCount: r.messageCount, lastActivityAt: new Date().toISOString() };
+  }
+
+  async titleChat(turn: TurnInput) {
+    const s = this.settings.current();
+    const chat = await this.chats.getChat({ id: turn.chatId });
+    if (chat.title) return { title: chat.title, source: 'message' as const, applied: false };
+    const first = (await this.history.listMessages({ chatId: chat.id, order: 'asc', limit: 5 })).items.find((m) => m.role === 'user');
+    const opening = first?.content ?? turn.userMessage?.content ?? '';
+    let title: string | null = null;
+    try {
+      const out = await withContext({ deadline: Date.now() + s.titleTimeoutMs }, () =>
+        this.llm.complete({
+          ...(chat.model ? { model: chat.model } : {}),
+          messages: [
+            { role: 'system', content: TITLE_INSTRUCTION },
+            { role: 'user', content: opening.slice(0, 2000) },
+          ],
+          options: { temperature: 0.2, num_predict: 32 },
+        }),
+      );
+      title = cleanTitle(out.content, s.titleMaxChars);
+    } catch (err) {
+      this.logger.info({ err: (err as Error).message, chatId: chat.id }, 'no title from the model; using the first message');
+    }
+    const source = title ? ('model' as const) : ('message' as const);
+    const chosen = title ?? titleFromMessage(opening, s.titleMaxChars);
+    const r = await this.chats.setGeneratedTitle({ id: chat.id, title: chosen });
+    return { title: r.chat.title ?? chosen, source, applied: r.applied };
+  }
+}

@@ -1,0 +1,68 @@
+// A test AutoBot hosting the conversation modules (config, health, llm, chats, history, messages) with
+// the stand-in credentials (alice and an admin), pointed at a fake Ollama; and helpers the chat tests
+// share: acting as a user, waiting for a turn to end.
+import { randomUUID } from 'node:crypto';
+import type { Port } from '../../../src/kernel/contract/define.js';
+import { runWithContext, type Actor } from '../../../src/kernel/context/request-context.js';
+import type { AnyModule } from '../../../src/kernel/module/define-module.js';
+import { chatsModule } from '../../../src/modules/chats/module.js';
+import { configModule } from '../../../src/modules/config/module.js';
+import { healthModule } from '../../../src/modules/health/module.js';
+import { historyContract, type MessageView } from '../../../src/modules/history/contract.js';
+import { historyModule } from '../../../src/modules/history/module.js';
+import { llmModule } from '../../../src/modules/llm/module.js';
+import { messagesModule } from '../../../src/modules/messages/module.js';
+import { startTestApp, type TestApp } from '../../support/app.js';
+
+export const chatCatalogue: readonly AnyModule[] = [configModule, healthModule, llmModule, chatsModule, historyModule, messagesModule];
+
+export function startChatApp(redisUrl: string, ollamaUrl: string, opts: { env?: Record<string, string>; catalogue?: readonly AnyModule[] } = {}): Promise<TestApp> {
+  return startTestApp({
+    redisUrl,
+    catalogue: opts.catalogue ?? chatCatalogue,
+    env: { OLLAMA_URL: ollamaUrl, ...opts.env },
+    sagaLease: { lockDurationMs: 2000, stalledIntervalMs: 500 },
+  });
+}
+
+/** Runs `fn` as `actor`, as the gateway does after authenticating a request. */
+export function as<T>(actor: Actor, fn: () => Promise<T>): Promise<T> {
+  return runWithContext({ requestId: randomUUID(), actor }, fn);
+}
+
+export interface Refusal {
+  code: string;
+  message: string;
+  details?: unknown;
+}
+
+export async function refusal(call: Promise<unknown>): Promise<Refusal> {
+  const outcome = await call.then(
+    (value) => ({ ok: true as const, value }),
+    (err: unknown) => ({ ok: false as const, err: err as Refusal }),
+  );
+  if (outcome.ok) throw new Error(`expected a refusal, got ${JSON.stringify(outcome.value)}`);
+  return outcome.err;
+}
+
+/** Polls the transcript until `messageId` is final. */
+export async function waitForFinal(history: Port<typeof historyContract>, actor: Actor, messageId: string, timeoutMs = 10_000): Promise<MessageView> {
+  const until = Date.now() + timeoutMs;
+  let last: MessageView | undefined;
+  while (Date.now() < until) {
+    last = await as(actor, () => history.getMessage({ id: messageId })).catch(() => undefined);
+    if (last && last.status !== 'streaming') return last;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`message ${messageId} not final within ${timeoutMs} ms: ${JSON.stringify(last)}`);
+}
+
+export async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
