@@ -66,6 +66,37 @@ redis.call('ZADD', P .. 'co:' .. owner, 0, id)
 if parent ~= '' then redis.call('ZADD', P .. 'cc:' .. parent, 0, id) end
 return { 'ok' }`;
 
+// ARGV: prefix, id, owner, name ('' = keep), key, parent given ('1'/'0'), parent ('' = top level), max depth.
+const UPDATE = `${CATEGORY_LUA}
+local id, owner = ARGV[2], ARGV[3]
+if cat_field(id, 'ownerId') ~= owner then return { 'not_found' } end
+local old_parent, old_key = cat_field(id, 'parentId'), cat_field(id, 'key')
+local name, key = ARGV[4], ARGV[5]
+if name == '' then name, key = cat_field(id, 'name'), old_key end
+local parent = old_parent
+if ARGV[6] == '1' then parent = ARGV[7] end
+if parent ~= old_parent and parent ~= '' then
+  if cat_field(parent, 'ownerId') ~= owner then return { 'no_parent' } end
+  local p = parent
+  while p and p ~= '' do
+    if p == id then return { 'parent_inside' } end
+    p = cat_field(p, 'parentId')
+  end
+  if depth_of(parent) + height_of(id) > tonumber(ARGV[8]) then return { 'too_deep' } end
+end
+if parent ~= old_parent or key ~= old_key then
+  local existing = redis.call('GET', name_key(owner, parent, key))
+  if existing and existing ~= id then return { 'duplicate', existing } end
+  redis.call('DEL', name_key(owner, old_parent, old_key))
+  redis.call('SET', name_key(owner, parent, key), id)
+end
+if parent ~= old_parent then
+  if old_parent ~= '' then redis.call('ZREM', P .. 'cc:' .. old_parent, id) end
+  if parent ~= '' then redis.call('ZADD', P .. 'cc:' .. parent, 0, id) end
+end
+redis.call('HSET', P .. 'c:' .. id, 'name', name, 'key', key, 'parentId', parent)
+return { 'ok' }`;
+
 // ARGV: prefix, id, owner, moveTo ('' = refuse when not empty, 'root', or a category id), now, max depth.
 // Answers the ids of the facts it moved (they changed category) and how many subcategories moved.
 const DELETE = `${CATEGORY_LUA}
@@ -125,11 +156,13 @@ export class CategoryStore {
   private readonly prefix: string;
   private readonly createScript: LuaScript;
   private readonly deleteScript: LuaScript;
+  private readonly updateScript: LuaScript;
 
   constructor(@inject(ModuleRedis) private readonly redis: Redis) {
     this.prefix = redis.options.keyPrefix ?? '';
     this.createScript = luaScript(redis, 'knowledgeCreateCategory', CREATE);
     this.deleteScript = luaScript(redis, 'knowledgeDeleteCategory', DELETE);
+    this.updateScript = luaScript(redis, 'knowledgeUpdateCategory', UPDATE);
   }
 
   async create(input: { ownerId: string; name: string; parentId: string | null }, limits: { maxCategories: number; maxDepth: number }): Promise<StoredCategory> {
@@ -179,6 +212,34 @@ export class CategoryStore {
       if (c) out.push({ ...c, factCount: count as number });
     }
     return out;
+  }
+
+  /** Renames a category and/or moves it (with its subtree) under another parent or to the top level. */
+  async update(ownerId: string, id: string, change: { name?: string; parentId?: string | null }, maxDepth: number): Promise<StoredCategory> {
+    const name = change.name ?? '';
+    const r = (await this.updateScript(
+      this.prefix,
+      id,
+      ownerId,
+      name,
+      name.normalize('NFKC').toLowerCase(),
+      change.parentId !== undefined ? '1' : '0',
+      change.parentId ?? '',
+      maxDepth,
+    )) as string[];
+    switch (r[0]) {
+      case 'not_found':
+        throw new ContractError('not_found', 'no such category');
+      case 'no_parent':
+        throw invalid('parentId', 'no such category');
+      case 'parent_inside':
+        throw invalid('parentId', 'a category cannot move into itself or one of its subcategories');
+      case 'too_deep':
+        throw invalid('parentId', `categories nest at most ${maxDepth} levels deep`);
+      case 'duplicate':
+        throw new ContractError('conflict', `a category of that name exists already there (${r[1]})`, { existingId: r[1] });
+    }
+    return (await this.get(id))!;
   }
 
   /**

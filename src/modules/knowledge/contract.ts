@@ -130,6 +130,11 @@ export const knowledgeContract = defineContract({
       output: categoryView,
       summary: 'A category, top-level or under one of the caller\'s categories; sibling names are unique regardless of case',
     }),
+    updateCategory: operation({
+      input: z.object({ id, name: z.string().trim().min(1).max(100).optional(), parentId: id.nullable().optional() }),
+      output: categoryView,
+      summary: 'Renames a category, or moves it with its subcategories (parentId null: top level); its facts stay in it',
+    }),
     deleteCategory: operation({
       input: z.object({
         id,
@@ -220,6 +225,7 @@ export const knowledgeContract = defineContract({
   routes: [
     { method: 'GET', path: '/knowledge/categories', operation: 'listCategories', auth: 'user' },
     { method: 'POST', path: '/knowledge/categories', operation: 'createCategory', auth: 'user', status: 201 },
+    { method: 'PATCH', path: '/knowledge/categories/:id', operation: 'updateCategory', auth: 'user' },
     { method: 'DELETE', path: '/knowledge/categories/:id', operation: 'deleteCategory', auth: 'user', status: 204 },
     { method: 'POST', path: '/knowledge/facts', operation: 'createFact', auth: 'user', status: 201 },
     { method: 'GET', path: '/knowledge/facts', operation: 'listFacts', auth: 'user' },

@@ -124,6 +124,15 @@ export class KnowledgeService implements Handlers<typeof knowledgeContract> {
     return { id: c.id, name: c.name, parentId: c.parentId, createdAt: c.createdAt };
   }
 
+  async updateCategory({ id, name, parentId }: { id: string; name?: string | undefined; parentId?: string | null | undefined }) {
+    const actor = signedIn();
+    const change: { name?: string; parentId?: string | null } = {};
+    if (name !== undefined) change.name = name;
+    if (parentId !== undefined) change.parentId = parentId;
+    const c = await this.categories.update(actor.id, id, change, this.settings.current().maxCategoryDepth);
+    return { id: c.id, name: c.name, parentId: c.parentId, createdAt: c.createdAt };
+  }
+
   async deleteCategory({ id, moveTo }: { id: string; moveTo?: string | undefined }) {
     const actor = signedIn();
     const { movedFacts } = await this.categories.delete(actor.id, id, moveTo, this.settings.current().maxCategoryDepth);

@@ -377,6 +377,34 @@ describe.each(bindingKinds)('knowledge contract (%s binding)', (kind) => {
       expect(failingFields(blank)).toEqual(['name']);
     });
 
+    it('renames and moves a category with its subtree; facts stay filed in it', async () => {
+      const u = await newUser();
+      const a = await as(u, () => knowledge.createCategory({ name: 'A' }));
+      const b = await as(u, () => knowledge.createCategory({ name: 'B' }));
+      const a1 = await as(u, () => knowledge.createCategory({ name: 'A1', parentId: a.id }));
+      const a11 = await as(u, () => knowledge.createCategory({ name: 'A11', parentId: a1.id }));
+      const fact = await as(u, () => knowledge.createFact({ content: 'Deep in A11', categoryId: a11.id }));
+
+      expect(await as(u, () => knowledge.updateCategory({ id: a.id, name: 'a' }))).toMatchObject({ id: a.id, name: 'a' });
+      expect(await refusal(as(u, () => knowledge.updateCategory({ id: a.id, name: 'b' })))).toMatchObject({ code: 'conflict', details: { existingId: b.id } });
+      for (const parentId of [a.id, a11.id, 'cat_missing']) {
+        expect(failingFields(await refusal(as(u, () => knowledge.updateCategory({ id: a.id, parentId }))))).toEqual(['parentId']);
+      }
+      expect(await as(u, () => knowledge.updateCategory({ id: a1.id, parentId: b.id }))).toMatchObject({ id: a1.id, parentId: b.id });
+      let tree = await as(u, () => knowledge.listCategories({}));
+      expect(tree.items.map((c) => [c.name, c.totalFactCount, c.children.map((x) => x.id)])).toEqual([
+        ['a', 0, []],
+        ['B', 1, [a1.id]],
+      ]);
+      expect((await as(u, () => knowledge.getFact({ id: fact.id }))).categoryId).toBe(a11.id);
+      expect((await as(u, () => knowledge.listFacts({ categoryId: b.id }))).items.map((f) => f.id)).toEqual([fact.id]);
+
+      await as(u, () => knowledge.updateCategory({ id: a11.id, parentId: null }));
+      tree = await as(u, () => knowledge.listCategories({}));
+      expect(tree.items.map((c) => c.name)).toEqual(['a', 'A11', 'B']);
+      expect((await refusal(as(bob, () => knowledge.updateCategory({ id: a.id, name: 'Hijacked' })))).code).toBe('not_found');
+    });
+
     it('refuses to delete a category holding facts or subcategories unless told where they go', async () => {
       const u = await newUser();
       const old = await as(u, () => knowledge.createCategory({ name: 'Old' }));
@@ -581,6 +609,7 @@ describe('knowledge REST routes', () => {
     for (const [method, path] of [
       ['GET', '/knowledge/categories'],
       ['POST', '/knowledge/categories'],
+      ['PATCH', '/knowledge/categories/cat_x'],
       ['DELETE', '/knowledge/categories/cat_x'],
       ['GET', '/knowledge/facts'],
       ['POST', '/knowledge/facts'],
