@@ -74,6 +74,9 @@ export const envSchema = z
     AUTOBOT_BODY_LIMIT: z.string().regex(/^\d+(b|kb|mb)$/i, 'like 1mb or 512kb').default('1mb'),
     AUTOBOT_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000),
     AUTOBOT_HEARTBEAT_MS: z.coerce.number().int().min(100).default(1000),
+    // Fractions allowed (0.5 = 12 hours).
+    AUTOBOT_SAGA_RETENTION_DAYS: z.coerce.number().positive().max(3650).default(7),
+    AUTOBOT_SAGA_FAILED_RETENTION_DAYS: z.coerce.number().positive().max(3650).default(30),
     AUTOBOT_RATE_LIMITS: z
       .string()
       .optional()

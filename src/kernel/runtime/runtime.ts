@@ -175,6 +175,7 @@ export class Runtime {
       connections: this.connections,
       logger: this.logger,
       resolvePort: (id) => this.ports.get(id),
+      retention: { completedMs: config.AUTOBOT_SAGA_RETENTION_DAYS * 86_400_000, failedMs: config.AUTOBOT_SAGA_FAILED_RETENTION_DAYS * 86_400_000 },
       ...this.opts.sagaLease,
     });
     for (const m of this.opts.catalogue) for (const saga of m.sagas) this.sagas.register(saga);

@@ -4,6 +4,9 @@
 //   saga-index:all       zset: every saga, scored by a creation sequence number (newest = highest)
 //   saga-index:<status>  zset: the sagas in that status, same scores
 //   saga-index:seq       counter for those scores
+//   saga-index:expiry    zset: finished sagas, scored by when their journal expires (epoch ms)
+// A finished saga's record and steps carry a TTL (the retention; longer for failed ones), so Redis
+// removes them on time; prune() then takes their ids out of the indexes.
 // Every write that belongs together (a step outcome and the saga's status, a status and its index
 // entries) goes through one Lua script, so Redis applies it all or nothing. The script is also a fence:
 // a write made on behalf of a BullMQ job only lands while that job's lock still holds the writer's
@@ -11,7 +14,7 @@
 // of a saga that another process has since resumed.
 import type { Redis } from 'ioredis';
 import type { Actor } from '../context/request-context.js';
-import type { SagaFailure, SagaRecord, SagaStatus, SagaStepRecord } from './saga-record.js';
+import { sagaStatuses, type SagaFailure, type SagaRecord, type SagaStatus, type SagaStepRecord } from './saga-record.js';
 
 /** The BullMQ job lock a writer must hold (key relative to the kernel prefix) and its token. */
 export interface SagaLease {
@@ -62,15 +65,42 @@ type Op = [command: string, keyIndex: number, ...args: string[]];
 
 interface JournalRedis extends Redis {
   sagaJournalWrite(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
+  sagaJournalPrune(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
 }
 
 const PAGE_MAX = 200;
+const EXPIRY_INDEX = 'saga-index:expiry';
+
+/** How long finished journals are kept. */
+export interface SagaRetention {
+  /** A saga that completed. */
+  completedMs: number;
+  /** A saga that failed or was compensated: kept longer, someone may need to look into it. */
+  failedMs: number;
+}
+
+export const DEFAULT_SAGA_RETENTION: SagaRetention = { completedMs: 7 * 86_400_000, failedMs: 30 * 86_400_000 };
+
+// KEYS[1] saga record, KEYS[2] expiry index, KEYS[3..] every other index. ARGV[1] id.
+// Takes an expired saga out of the indexes, unless a saga of the same id was started again since.
+const PRUNE_ONE = `
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('TTL', KEYS[1]) == -1 then redis.call('ZREM', KEYS[2], ARGV[1]) end
+  return 0
+end
+for i = 2, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+return 1
+`;
 
 export class SagaJournal {
   private readonly redis: JournalRedis;
 
-  constructor(redis: Redis) {
+  constructor(
+    redis: Redis,
+    private readonly retention: SagaRetention = DEFAULT_SAGA_RETENTION,
+  ) {
     redis.defineCommand('sagaJournalWrite', { lua: JOURNAL_WRITE });
+    redis.defineCommand('sagaJournalPrune', { lua: PRUNE_ONE });
     // defineCommand adds the method at run time; this cast only names it for the type checker.
     this.redis = redis as JournalRedis;
   }
@@ -140,35 +170,68 @@ export class SagaJournal {
       // The score (creation order) is copied from the `all` index so every index sorts alike.
       const seq = await this.redis.zscore(SagaJournal.indexKey('all'), id);
       ops.push(['ZREM', 4, id], ['ZADD', 5, seq ?? '0', id]);
+      const keepMs = this.keepMs(change.status.to);
+      if (keepMs !== undefined) {
+        // Finished: the journal expires with the status write itself, so no finished saga stays forever.
+        keys.push(EXPIRY_INDEX);
+        ops.push(['PEXPIRE', 2, String(keepMs)], ['PEXPIRE', 3, String(keepMs)], ['ZADD', 6, String(Date.parse(now) + keepMs), id]);
+      }
     }
     const r = await this.run(lease, id, 'update', keys, ops);
     if (r === 0) throw new LeaseLostError(id);
     if (r === -2) throw new Error(`saga ${id}: journal record vanished`);
   }
 
-  /** Newest first. The cursor is the creation sequence number of the last item of the previous page. */
+  /** How long a saga's journal is kept once it reached `status`; undefined while it is unfinished. */
+  private keepMs(status: SagaStatus): number | undefined {
+    if (status === 'completed') return this.retention.completedMs;
+    if (status === 'failed' || status === 'compensated') return this.retention.failedMs;
+    return undefined;
+  }
+
+  /**
+   * Newest first. The cursor is the creation sequence number of the last item of the previous page.
+   * Sagas whose journal expired but whose ids are still indexed (until the next prune) are skipped, and
+   * the page is filled from further down, so a page is short only at the end.
+   */
   async list(opts: { status?: SagaStatus; limit: number; cursor?: number }): Promise<{ items: SagaRecord[]; nextCursor: string | null }> {
     const limit = Math.min(Math.max(1, opts.limit), PAGE_MAX);
-    const max = opts.cursor === undefined ? '+inf' : `(${opts.cursor}`;
-    const entries = await this.redis.zrevrangebyscore(
-      SagaJournal.indexKey(opts.status ?? 'all'),
-      max,
-      '-inf',
-      'WITHSCORES',
-      'LIMIT',
-      0,
-      limit + 1,
-    );
-    const page: { id: string; seq: string }[] = [];
-    for (let i = 0; i + 1 < entries.length; i += 2) page.push({ id: entries[i]!, seq: entries[i + 1]! });
-    const more = page.length > limit;
-    const shown = page.slice(0, limit);
-    const records = await Promise.all(shown.map((e) => this.load(e.id)));
-    return {
-      // A record removed between the index read and the load is skipped rather than shown half.
-      items: records.filter((r): r is SagaRecord => r !== undefined),
-      nextCursor: more && shown.length > 0 ? shown[shown.length - 1]!.seq : null,
-    };
+    const index = SagaJournal.indexKey(opts.status ?? 'all');
+    const items: SagaRecord[] = [];
+    let max = opts.cursor === undefined ? '+inf' : `(${opts.cursor}`;
+    let lastSeq: string | null = null;
+    for (;;) {
+      // One more than the page needs: finding it tells that there is a next page.
+      const want = limit - items.length + 1;
+      const entries = await this.redis.zrevrangebyscore(index, max, '-inf', 'WITHSCORES', 'LIMIT', 0, want);
+      const page: { id: string; seq: string }[] = [];
+      for (let i = 0; i + 1 < entries.length; i += 2) page.push({ id: entries[i]!, seq: entries[i + 1]! });
+      const records = await Promise.all(page.map((e) => this.load(e.id)));
+      for (let i = 0; i < page.length; i++) {
+        const record = records[i];
+        if (!record) continue;
+        if (items.length === limit) return { items, nextCursor: lastSeq };
+        items.push(record);
+        lastSeq = page[i]!.seq;
+      }
+      if (page.length < want) return { items, nextCursor: null };
+      max = `(${page[page.length - 1]!.seq}`;
+    }
+  }
+
+  /**
+   * Takes the ids of expired journals out of the indexes (Redis has removed the journals themselves);
+   * returns how many. Bounded work per call: `batch` ids.
+   */
+  async prune(now = Date.now(), batch = 500): Promise<number> {
+    const ids = await this.redis.zrangebyscore(EXPIRY_INDEX, '-inf', String(now), 'LIMIT', 0, batch);
+    const indexes = [SagaJournal.indexKey('all'), ...sagaStatuses.map((s) => SagaJournal.indexKey(s))];
+    let pruned = 0;
+    for (const id of ids) {
+      const keys = [SagaJournal.recordKey(id), EXPIRY_INDEX, ...indexes];
+      pruned += await this.redis.sagaJournalPrune(keys.length, ...keys, id);
+    }
+    return pruned;
   }
 
   /** Ids of the sagas in a status, oldest first, in pages (for the start-up sweep). */

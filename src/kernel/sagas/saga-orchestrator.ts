@@ -11,7 +11,7 @@ import { ContractError } from '../contract/errors.js';
 import { parseInput } from '../contract/validation.js';
 import type { RedisConnections } from '../redis/redis-connections.js';
 import type { AnySagaDefinition } from './saga-definition.js';
-import { LeaseLostError, SagaJournal, type SagaLease } from './saga-journal.js';
+import { DEFAULT_SAGA_RETENTION, LeaseLostError, SagaJournal, type SagaLease, type SagaRetention } from './saga-journal.js';
 import { isTerminal, sagaStatuses, type SagaRecord, type SagaStatus, type SagaStepRecord } from './saga-record.js';
 import { runSaga, type PortResolver } from './saga-runner.js';
 
@@ -35,6 +35,10 @@ export interface SagaOrchestratorOptions {
   concurrency?: number;
   /** First delay before a step's retry; doubles per failure. Default 500 ms. */
   retryDelayMs?: number;
+  /** How long finished journals are kept (default 7 days completed, 30 days failed or compensated). */
+  retention?: Partial<SagaRetention>;
+  /** How often a worker takes expired journals out of the indexes. Default 60 s. */
+  pruneIntervalMs?: number;
 }
 
 export interface StartSagaOptions {
@@ -73,11 +77,12 @@ export class SagaOrchestrator {
   private readonly running = new Set<Promise<unknown>>();
   private readonly stopping = new AbortController();
   private closed: Promise<void> | undefined;
+  private pruner: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: SagaOrchestratorOptions) {
     this.logger = opts.logger.child({ component: 'sagas' });
     this.kernelRedis = opts.connections.kernel('sagas');
-    this.journal = new SagaJournal(this.kernelRedis);
+    this.journal = new SagaJournal(this.kernelRedis, { ...DEFAULT_SAGA_RETENTION, ...opts.retention });
     this.lockDurationMs = opts.lockDurationMs ?? 30_000;
     this.stalledIntervalMs = opts.stalledIntervalMs ?? this.lockDurationMs;
     this.concurrency = opts.concurrency ?? 16;
@@ -186,6 +191,22 @@ export class SagaOrchestrator {
     this.worker = worker;
     await worker.waitUntilReady();
     await this.sweep();
+    // Every worker prunes: pruning is idempotent, and the indexes stay bounded while any process runs.
+    this.pruner = setInterval(() => void this.prune(), this.opts.pruneIntervalMs ?? 60_000);
+    this.pruner.unref();
+  }
+
+  /** Takes expired journals out of the indexes; returns how many. */
+  async prune(): Promise<number> {
+    try {
+      let total = 0;
+      for (let n = await this.journal.prune(); n > 0; n = await this.journal.prune()) total += n;
+      if (total) this.logger.debug({ sagas: total }, 'expired saga journals pruned from the indexes');
+      return total;
+    } catch (err) {
+      if (!this.stopping.signal.aborted) this.logger.warn({ err: (err as Error).message }, 'pruning expired saga journals failed; trying again later');
+      return 0;
+    }
   }
 
   /**
@@ -200,6 +221,7 @@ export class SagaOrchestrator {
 
   private async shutdown(deadlineMs: number): Promise<void> {
     this.stopping.abort();
+    clearInterval(this.pruner);
     if (this.worker) {
       await this.worker.pause(true).catch((err: unknown) => this.logger.warn({ err }, 'saga worker pause failed'));
       let timer: NodeJS.Timeout | undefined;
