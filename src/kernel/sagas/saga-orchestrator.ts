@@ -27,9 +27,13 @@ export interface SagaOrchestratorOptions {
   connections: RedisConnections;
   logger: Logger;
   resolvePort: PortResolver;
-  /** How long a saga's lease lasts without renewal: the delay before a dead process's sagas resume. Default 30 s. */
+  /**
+   * How long a saga's lease lasts without renewal: the delay before a dead process's sagas resume.
+   * Default 5 s (renewed every 2.5 s while a step runs), so a chat turn whose process was killed ends
+   * within 10 s of a restart; only an event loop blocked for 5 s would lose a lease it still needs.
+   */
   lockDurationMs?: number;
-  /** How often workers look for sagas whose lease expired. Default: lockDurationMs. */
+  /** How often workers look for sagas whose lease expired. Default: half of lockDurationMs. */
   stalledIntervalMs?: number;
   /** Sagas this process drives at once. Default 16 (they mostly wait on operations). */
   concurrency?: number;
@@ -83,8 +87,8 @@ export class SagaOrchestrator {
     this.logger = opts.logger.child({ component: 'sagas' });
     this.kernelRedis = opts.connections.kernel('sagas');
     this.journal = new SagaJournal(this.kernelRedis, { ...DEFAULT_SAGA_RETENTION, ...opts.retention });
-    this.lockDurationMs = opts.lockDurationMs ?? 30_000;
-    this.stalledIntervalMs = opts.stalledIntervalMs ?? this.lockDurationMs;
+    this.lockDurationMs = opts.lockDurationMs ?? 5_000;
+    this.stalledIntervalMs = opts.stalledIntervalMs ?? Math.round(this.lockDurationMs / 2);
     this.concurrency = opts.concurrency ?? 16;
     this.retryDelayMs = opts.retryDelayMs ?? 500;
   }
