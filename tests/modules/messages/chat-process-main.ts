@@ -1,0 +1,15 @@
+// Entry point of child AutoBot processes in the chat crash and lifting tests: the real server with the
+// conversation modules (AUTOBOT_MODULES picks which this process hosts), the stand-in credentials, and
+// the production saga lease (so the crash test measures the real resume delay).
+import 'reflect-metadata';
+import { loadConfig } from '../../../src/kernel/config/app-config.js';
+import { startServer } from '../../../src/app/server.js';
+import { testAuthenticator } from '../../support/test-auth.js';
+import { chatCatalogue } from './chat-app.js';
+
+const config = loadConfig();
+const server = await startServer({ config, catalogue: chatCatalogue, authenticate: testAuthenticator });
+process.stdout.write(`LISTENING ${server.url}\n`);
+const stop = () => void server.stop().then(() => process.exit(0));
+process.once('SIGTERM', stop);
+process.once('SIGINT', stop);
