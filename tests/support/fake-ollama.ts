@@ -84,8 +84,13 @@ export interface FakeOllama {
   /** Chat and generate requests so far. */
   chats(): RecordedRequest[];
   aborted(): RecordedRequest[];
-  /** Resolves when a chat/generate request has been aborted by the client (or rejects after `timeoutMs`). */
-  waitForAbort(timeoutMs?: number): Promise<RecordedRequest>;
+  /**
+   * Resolves when a chat/generate request (with `seq` above `sinceSeq`) has been aborted by the client,
+   * or rejects after `timeoutMs`.
+   */
+  waitForAbort(timeoutMs?: number, sinceSeq?: number): Promise<RecordedRequest>;
+  /** `seq` of the latest request so far (0 before any). */
+  lastSeq(): number;
   waitForRequests(count: number, path?: string, timeoutMs?: number): Promise<RecordedRequest[]>;
   /** Stops listening and cuts every connection: clients see a connection error. */
   stop(): Promise<void>;
@@ -346,15 +351,24 @@ export async function startFakeOllama(opts: FakeOllamaOptions = {}): Promise<Fak
       tokensSent: 0,
     };
     requests.push(rec);
-    // The response closing before it finished means the client went away (aborted, or its socket died).
+    // The client went away before the answer ended: its socket closed, or it half-closed it (FIN). Ollama
+    // (Go's net/http) cancels the request context as soon as it reads EOF; Node would only notice at
+    // the next write, so the fake watches for the FIN itself.
+    const gone = () => {
+      if (rec.aborted || rec.finished) return;
+      rec.aborted = true;
+      rec.abortedAt = Date.now();
+      if (rec.path === '/api/chat' || rec.path === '/api/generate') for (const w of abortWaiters.splice(0)) w(rec);
+    };
+    const socket = req.socket;
+    socket.on('end', gone);
     res.on('close', () => {
+      socket.off('end', gone);
       if (res.writableFinished) {
         rec.finished = true;
         return;
       }
-      rec.aborted = true;
-      rec.abortedAt = Date.now();
-      if (rec.path === '/api/chat' || rec.path === '/api/generate') for (const w of abortWaiters.splice(0)) w(rec);
+      gone();
     });
     for (const w of requestWaiters.splice(0)) w();
     try {
@@ -454,17 +468,23 @@ export async function startFakeOllama(opts: FakeOllamaOptions = {}): Promise<Fak
     },
     chats: () => requests.filter((r) => chatPaths.has(r.path)),
     aborted: () => requests.filter((r) => chatPaths.has(r.path) && r.aborted),
-    waitForAbort(timeoutMs = 5_000) {
-      const already = requests.find((r) => chatPaths.has(r.path) && r.aborted);
+    waitForAbort(timeoutMs = 5_000, sinceSeq = 0) {
+      const already = requests.find((r) => r.seq > sinceSeq && chatPaths.has(r.path) && r.aborted);
       if (already) return Promise.resolve(already);
       return new Promise((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`no chat request was aborted within ${timeoutMs} ms`)), timeoutMs);
-        abortWaiters.push((r) => {
+        const waiter = (r: RecordedRequest) => {
+          if (r.seq <= sinceSeq) {
+            abortWaiters.push(waiter);
+            return;
+          }
           clearTimeout(t);
           resolve(r);
-        });
+        };
+        abortWaiters.push(waiter);
       });
     },
+    lastSeq: () => seq,
     async waitForRequests(count, path, timeoutMs = 5_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
