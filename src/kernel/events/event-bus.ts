@@ -11,6 +11,12 @@
 // `retryDelayMs`, by whichever instance of the module looks first (the one that failed, or any other,
 // also for instances that died holding it). After `maxAttempts` deliveries it moves to the dead-letter
 // stream `kernel:events:dead` and is acknowledged: no longer retried, still visible (deadLetters()).
+//
+// Consumers of processes that are gone: each process consumes under its own instance id, so every
+// restart adds a consumer name to each group. A consumer that holds nothing, has had nothing delivered
+// for `consumerIdleMs` and is not a live instance (by the instance registry) is removed from the group;
+// what it held when its process died is first taken over by the retry loop, so nothing is lost. (Were
+// a live consumer removed, it would hold nothing by then, and its next read would recreate it.)
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { currentContext, runWithContext, type RequestContext } from '../context/request-context.js';
@@ -34,6 +40,19 @@ const READ_BATCH = 10;
 const RECLAIM_BATCH = 50;
 const DEAD_LETTER_PAGE = 100;
 
+// KEYS[1] stream. ARGV[1] group, ARGV[2] consumer. Removes the consumer only if it holds nothing at this
+// very moment (in one step, so no delivery can slip in between the check and the removal).
+const DELETE_IDLE_CONSUMER = `
+for _, row in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #row, 2 do info[row[i]] = row[i + 1] end
+  if info['name'] == ARGV[2] then
+    if info['pending'] ~= 0 then return -1 end
+    return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+  end
+end
+return -2`;
+
 function streamKey(type: string): string {
   return `events:${type}`;
 }
@@ -54,6 +73,12 @@ export interface EventBusOptions {
   maxLen?: number;
   /** A handler running longer counts as failed and its event is retried (default 60 000 ms). */
   handlerTimeoutMs?: number;
+  /** A consumer that has not read for this long, holds nothing and is not live is removed (default 10 min). */
+  consumerIdleMs?: number;
+  /** How often each subscribed group is checked for such consumers (default 60 000 ms). */
+  consumerSweepMs?: number;
+  /** Instance ids known to be running (the instance registry); their consumers are never removed. */
+  liveInstances?: () => Iterable<string>;
 }
 
 export interface DeadLetter {
@@ -98,6 +123,9 @@ export class EventBus {
   private readonly blockMs: number;
   private readonly maxLen: number;
   private readonly handlerTimeoutMs: number;
+  private readonly consumerIdleMs: number;
+  private readonly consumerSweepMs: number;
+  private readonly liveInstances: () => Iterable<string>;
   /** Publishing, acknowledging, claiming: short commands under the kernel prefix. */
   private readonly redis: Redis;
   private readonly declared = new Map<string, Set<string>>();
@@ -117,6 +145,10 @@ export class EventBus {
     this.blockMs = Math.max(1, opts.blockMs ?? 2000);
     this.maxLen = Math.max(1, opts.maxLen ?? 100_000);
     this.handlerTimeoutMs = Math.max(1, opts.handlerTimeoutMs ?? 60_000);
+    // Never shorter than a few reads: a live consumer reads at least every blockMs.
+    this.consumerIdleMs = Math.max(opts.consumerIdleMs ?? 600_000, 3 * this.blockMs);
+    this.consumerSweepMs = Math.max(10, opts.consumerSweepMs ?? 60_000);
+    this.liveInstances = opts.liveInstances ?? (() => []);
     this.redis = this.connections.kernel('events');
   }
 
@@ -337,16 +369,37 @@ export class EventBus {
   /** Retries entries idle for retryDelayMs, whoever holds them: failed ones, and those of dead instances. */
   private async reclaimLoop(sub: Subscription): Promise<void> {
     const interval = Math.max(10, Math.floor(this.retryDelayMs / 2));
+    let lastSweep = Date.now();
     while (!this.closed) {
       await this.sleep(interval);
+      const sweep = Date.now() - lastSweep >= this.consumerSweepMs;
+      if (sweep) lastSweep = Date.now();
       for (const type of sub.types) {
         if (this.closed) return;
         try {
           await this.reclaim(sub, type);
+          if (sweep) await this.removeGoneConsumers(sub.moduleId, type);
         } catch (err) {
           if (!this.closed && !isNoGroup(err)) this.logger.warn({ module: sub.moduleId, type, err: errorMessage(err) }, 'retrying idle events failed');
         }
       }
+    }
+  }
+
+  /** Removes the group's consumers that hold nothing, read nothing for consumerIdleMs and are not live. */
+  private async removeGoneConsumers(moduleId: string, type: string): Promise<void> {
+    const key = streamKey(type);
+    const live = new Set(this.liveInstances());
+    const rows = (await this.redis.xinfo('CONSUMERS', key, moduleId)) as unknown[][];
+    for (const row of rows) {
+      const info = new Map<string, unknown>();
+      for (let i = 0; i + 1 < row.length; i += 2) info.set(String(row[i]), row[i + 1]);
+      const name = String(info.get('name'));
+      const pending = Number(info.get('pending'));
+      const idle = Number(info.get('idle'));
+      if (name === this.instanceId || live.has(name) || pending !== 0 || !(idle >= this.consumerIdleMs)) continue;
+      if ((await this.redis.eval(DELETE_IDLE_CONSUMER, 1, key, moduleId, name)) !== 0) continue;
+      this.logger.info({ module: moduleId, type, consumer: name, idleMs: idle }, 'removed the event consumer of a process that is gone');
     }
   }
 

@@ -165,6 +165,8 @@ export class Runtime {
       logger: this.logger,
       metrics: this.metrics,
       instanceId: this.instanceId,
+      // The registry's view of who runs: their consumers stay, whatever their idle time.
+      liveInstances: () => (this.registry?.instances() ?? []).map((i) => i.id),
       ...(this.opts.eventRetryDelayMs ? { retryDelayMs: this.opts.eventRetryDelayMs } : {}),
     });
     await this.events.declareSubscriptions(

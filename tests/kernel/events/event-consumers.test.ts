@@ -1,0 +1,82 @@
+// Consumer names of processes that are gone leave their consumer groups: a stopped instance's consumer
+// disappears once it holds nothing and has been idle long enough, after its unfinished entries were
+// taken over by a live instance; live instances (by the registry, or by reading) are never removed.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { EventBus, type EventBusOptions, type EventEnvelope } from '../../../src/kernel/events/event-bus.js';
+import { RedisConnections } from '../../../src/kernel/redis/redis-connections.js';
+import { startTestRedis, type TestRedis } from '../../support/redis.js';
+
+const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
+const TYPE = 'documents.document.ingested';
+const MODULE = 'search';
+const STREAM = `kernel:events:${TYPE}`;
+
+let redis: TestRedis;
+let raw: Redis;
+let connections: RedisConnections;
+const buses: EventBus[] = [];
+
+beforeAll(async () => {
+  redis = await startTestRedis();
+  raw = new Redis({ path: redis.target.path! });
+  connections = new RedisConnections(redis.target, logger);
+});
+afterAll(async () => {
+  await raw.quit();
+  await connections.closeAll();
+  await redis.stop();
+});
+afterEach(async () => {
+  await Promise.all(buses.splice(0).map((b) => b.close(1_000)));
+  await raw.flushall();
+});
+
+function bus(instanceId: string, opts: Partial<EventBusOptions> = {}): EventBus {
+  const b = new EventBus({ connections, logger, instanceId, retryDelayMs: 100, blockMs: 100, consumerIdleMs: 400, consumerSweepMs: 100, ...opts });
+  buses.push(b);
+  return b;
+}
+
+async function consumers(): Promise<Record<string, number>> {
+  const rows = (await raw.xinfo('CONSUMERS', STREAM, MODULE)) as unknown[][];
+  return Object.fromEntries(rows.map((r) => [String(r[1]), Number(r[3])]));
+}
+
+describe('event consumers of processes that are gone', () => {
+  it('removes a stopped instance\'s consumer, after taking over what it held', async () => {
+    const handled: string[] = [];
+    // The instance that goes away hangs on its event and stops without acknowledging it.
+    const gone = bus('gone-1', { consumerSweepMs: 3_600_000 });
+    let entered!: () => void;
+    const inHandler = new Promise<void>((r) => (entered = r));
+    await gone.subscribe(MODULE, { [TYPE]: () => (entered(), new Promise<never>(() => undefined)) });
+    await gone.publish(TYPE, { documentId: 'd-1' }, { source: 'documents' });
+    await inHandler;
+    await gone.close(50);
+    expect(await consumers()).toEqual({ 'gone-1': 1 });
+
+    const alive = bus('alive-1');
+    await alive.subscribe(MODULE, { [TYPE]: async (e: EventEnvelope) => void handled.push((e.payload as { documentId: string }).documentId) });
+    // The live instance takes the held event over, handles it, and then the dead consumer goes.
+    await expect.poll(() => handled, { timeout: 5_000 }).toEqual(['d-1']);
+    await expect.poll(consumers, { timeout: 5_000 }).toEqual({ 'alive-1': 0 });
+  });
+
+  it('keeps the consumers of live instances, however long idle', async () => {
+    const registered = bus('registered-1', { consumerSweepMs: 3_600_000 });
+    await registered.subscribe(MODULE, { [TYPE]: async () => undefined });
+    await expect.poll(consumers, { timeout: 5_000 }).toHaveProperty('registered-1');
+    await registered.close(50);
+    // Stopped reading (as a process would in a long pause), but the registry says it runs.
+    const handled: string[] = [];
+    const alive = bus('alive-2', { liveInstances: () => ['registered-1'] });
+    await alive.subscribe(MODULE, { [TYPE]: async (e: EventEnvelope) => void handled.push((e.payload as { documentId: string }).documentId) });
+    // Several sweeps later, both are still there: one by the registry, the other is the sweeper itself.
+    await new Promise((r) => setTimeout(r, 1_200));
+    expect(Object.keys(await consumers()).sort()).toEqual(['alive-2', 'registered-1']);
+    await alive.publish(TYPE, { documentId: 'd-2' }, { source: 'documents' });
+    await expect.poll(() => handled, { timeout: 5_000 }).toEqual(['d-2']);
+  });
+});
