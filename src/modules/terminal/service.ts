@@ -349,22 +349,25 @@ export class TerminalService implements Handlers<typeof terminalContract> {
         durationMs: r.durationMs,
         finishedAt: new Date().toISOString(),
       };
-      await this.executions.save(done, this.retentionS());
-      await this.record({
-        kind: 'execution',
-        actorId: who.actorId,
-        ownerId: exec.ownerId,
-        command: exec.command,
-        risk: exec.risk,
-        decision: who.decision,
-        ...(who.approver ? { approver: who.approver } : {}),
-        status: done.status,
-        exitCode: r.exitCode,
-        durationMs: r.durationMs,
-        executionId: exec.id,
-        ...(exec.approvalId ? { approvalId: exec.approvalId } : {}),
-      });
-      await this.finished(done);
+      // The record, its audit line and the event go out together (one pipelined batch, not three round trips).
+      await Promise.all([
+        this.executions.save(done, this.retentionS()),
+        this.record({
+          kind: 'execution',
+          actorId: who.actorId,
+          ownerId: exec.ownerId,
+          command: exec.command,
+          risk: exec.risk,
+          decision: who.decision,
+          ...(who.approver ? { approver: who.approver } : {}),
+          status: done.status,
+          exitCode: r.exitCode,
+          durationMs: r.durationMs,
+          executionId: exec.id,
+          ...(exec.approvalId ? { approvalId: exec.approvalId } : {}),
+        }),
+        this.finished(done),
+      ]);
       return done;
     })();
     this.running.set(exec.id, { abort, done: work.catch(() => undefined) });
