@@ -61,8 +61,10 @@ export function buildOpenApi(contracts: AnyContract[], info: { version: string }
           content: { 'application/json': { schema: { ...input, properties: bodyProps, ...(bodyRequired.length ? { required: bodyRequired } : { required: undefined }) } } },
         };
       } else {
-        // A custom mapping: the body is described by the operation input as a whole.
-        requestBody = { required: true, content: { 'application/json': { schema: input } } };
+        // A custom mapping: the body is described by the operation input as a whole (a route with a
+        // stream alternative takes the stream operation's input, which adds its switch, e.g. `stream`).
+        const bodyOp = route.stream ? (contract.operations as Operations)[route.stream.operation] : undefined;
+        requestBody = { required: true, content: { 'application/json': { schema: bodyOp ? jsonSchema(bodyOp.input, 'input') : input } } };
       }
       const status = String(route.status ?? 200);
       const responses: Record<string, unknown> = {};
@@ -76,7 +78,14 @@ export function buildOpenApi(contracts: AnyContract[], info: { version: string }
           content: Object.fromEntries((op.mediaTypes ?? ['application/octet-stream']).map((t) => [t, { schema: { type: 'string', format: 'binary' } }])),
         };
       } else {
-        responses[status] = { description: 'Success', content: { 'application/json': { schema: jsonSchema(op.output, 'output') } } };
+        const alt = route.stream ? (contract.operations as Operations)[route.stream.operation] : undefined;
+        responses[status] = {
+          description: alt ? 'Success: JSON, or an NDJSON stream (one chunk a line) when the request asks to stream' : 'Success',
+          content: {
+            'application/json': { schema: jsonSchema(op.output, 'output') },
+            ...(alt?.kind === 'stream' ? { 'application/x-ndjson': { schema: jsonSchema(alt.chunk, 'output') } } : {}),
+          },
+        };
       }
       for (const code of errorsFor(contract, route)) {
         const s = String(errorCodes[code].status);

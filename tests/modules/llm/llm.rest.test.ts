@@ -80,6 +80,14 @@ describe('POST /llm/completion', () => {
 });
 
 describe('other routes', () => {
+  it('OpenAPI lists every llm route, the completion with its NDJSON alternative and its stream switch', async () => {
+    const doc = (await (await fetch(api('/openapi.json'))).json()) as { paths: Record<string, Record<string, any>> }; // eslint-disable-line @typescript-eslint/no-explicit-any -- a JSON document walked in a test
+    for (const p of ['/api/v1/llm/completion', '/api/v1/llm/embedding', '/api/v1/llm/models', '/api/v1/llm/providers']) expect(doc.paths[p]).toBeDefined();
+    const completion = doc.paths['/api/v1/llm/completion']!.post;
+    expect(Object.keys(completion.responses['200'].content)).toEqual(['application/json', 'application/x-ndjson']);
+    expect(completion.requestBody.content['application/json'].schema.properties).toHaveProperty('stream');
+  });
+
   it('POST /llm/embedding answers like /embeddings/generate', async () => {
     const res = await post('/llm/embedding', { input: ['one', 'two'] });
     expect(res.status).toBe(200);
