@@ -26,13 +26,18 @@ export const chatTurnSaga = defineSaga<TurnInput>({
       input: (turn) => turn,
       // Whatever fails later, the answer never stays `streaming` and the chat is free again.
       compensate: { operation: 'abandonTurn', input: (turn) => turn },
+      // Patient (about 90 s of backoff) for this and its compensation: a messages or history process
+      // being restarted must not leave an answer `streaming`.
+      retries: 8,
     },
-    { name: 'generate', module: 'messages', operation: 'generate', timeoutMs: GENERATE_TIMEOUT_MS, input: (turn) => turn },
+    // Retried calls find the generation's record under their key: they never ask the model twice.
+    { name: 'generate', module: 'messages', operation: 'generate', timeoutMs: GENERATE_TIMEOUT_MS, retries: 8, input: (turn) => turn },
     {
       name: 'complete',
       module: 'messages',
       operation: 'completeTurn',
       input: (turn, results) => ({ turn, outcome: results.generate as GenerateOutcome }),
+      retries: 8,
     },
     {
       name: 'updateChat',

@@ -278,6 +278,8 @@ export class MessagesService implements Handlers<typeof messagesContract> {
       timeToFirstTokenMs: firstAt === undefined ? 0 : firstAt - started,
       durationMs: Date.now() - started,
     });
+    // Not returned in `finally`: a stream that ended needs no return(), and a stopped one was cancelled
+    // through the signal (which closes the request to the model wherever it runs).
     let iterator: AsyncIterator<{ type: string; delta?: string; model?: string; usage?: GenerateOutcome['usage'] }> | undefined;
     try {
       if (await this.store.stopRequested(turn.turnId)) return { status: 'stopped', content: '', deltas: 0, usage: measured() };
@@ -321,7 +323,6 @@ export class MessagesService implements Handlers<typeof messagesContract> {
     } finally {
       untrack();
       callSignal.removeEventListener('abort', onDeadline);
-      void iterator?.return?.(undefined)?.catch(() => undefined);
       await saver.close();
     }
   }
