@@ -66,7 +66,8 @@ const PROGRAMS = new Map<string, ProgramRule>([
   ...table('chown chgrp', rule('high', 'changes file ownership', 'write')),
   ...table('patch', rule('high', 'writes the files a patch names, which are not checked here', 'write')),
   ...table('kill pkill killall', rule('high', 'signals other processes', 'none')),
-  ...table('curl wget ssh scp sftp rsync nc ncat netcat socat telnet ftp aria2c', rule('high', 'reaches the network (data can leave or arrive)', 'read')),
+  ...table('curl wget ssh sftp nc ncat netcat socat telnet ftp aria2c', rule('high', 'reaches the network (data can leave or arrive)', 'read')),
+  ...table('scp rsync', rule('high', 'copies files over the network', 'last-writes')),
   ...table('git', rule('high', 'runs programs its repository configuration names (hooks, core.fsmonitor, filters)', 'read')),
   ...table('make cmake ninja gcc cc g++ clang clang++ rustc cargo go javac java mvn gradle', rule('high', 'builds and runs code', 'read')),
   ...table('npm npx yarn pnpm pip pip3 pipx gem composer bundle', rule('high', 'installs packages and runs their scripts', 'read')),
@@ -234,11 +235,19 @@ function classifyArgv(argv: string[], ctx: ClassifyContext, depth: number): Find
     }
   }
   if (name === 'rm') findings.push(...rmRules(args, ctx));
+  if (name === 'git') {
+    // Subcommands that create a repository write to their last operand.
+    const sub = args.find((a, k) => !isOption(a) && !(k > 0 && ['-C', '-c', '--git-dir', '--work-tree'].includes(args[k - 1]!)));
+    const operands = args.filter((a) => !isOption(a));
+    if ((sub === 'clone' || sub === 'init') && operands.length >= 2) findings.push(...checkPath(operands[operands.length - 1]!, 'write', ctx, operands[operands.length - 1]!));
+    if (args.includes('-c') || args.some((a) => a.startsWith('--config-env'))) findings.push({ risk: 'high', reason: 'git -c can name programs for git to run' });
+  }
   if (name === 'uniq' || name === 'xxd') {
     // Their second operand is an output file.
     const operands = args.filter((a) => !isOption(a));
     if (operands.length >= 2) findings.push({ risk: 'moderate', reason: `${name} writes its second operand` }, ...pathFindings(name, [operands[1]!], 'write', ctx));
   }
+  if (name === 'tar') return [...findings, ...tarPaths(args, ctx)];
   const role: PathRole = r.risk === 'critical' ? 'read' : r.operands === 'last-writes' ? 'read' : r.operands;
   findings.push(...pathFindings(name, args, role, ctx));
   if (r.operands === 'last-writes') {
@@ -259,11 +268,11 @@ function classifyArgv(argv: string[], ctx: ClassifyContext, depth: number): Find
  * values are paths when the program declares them (VALUE_PATHS) or when they are written
  * `--name=value` with a path-like value.
  */
-function pathFindings(name: string, args: string[], role: PathRole, ctx: ClassifyContext): Finding[] {
+function pathFindings(name: string, args: string[], role: PathRole, ctx: ClassifyContext, declaredPaths?: Record<string, PathRole>): Finding[] {
   const findings: Finding[] = [];
+  const declared = declaredPaths ?? VALUE_PATHS[name] ?? {};
   // Programs whose arguments are all text (echo, printf): nothing they are given is a path.
-  if (role === 'none' && !VALUE_PATHS[name]) return findings;
-  const declared = VALUE_PATHS[name] ?? {};
+  if (role === 'none' && Object.keys(declared).length === 0) return findings;
   let operandsOnly = false;
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
@@ -282,9 +291,20 @@ function pathFindings(name: string, args: string[], role: PathRole, ctx: Classif
       } else if (declaredRole && i + 1 < args.length) {
         findings.push(...checkPath(args[i + 1]!, declaredRole, ctx, `${a} ${args[i + 1]}`));
         i++;
-      } else if (!a.startsWith('--') && a.length > 2 && declared[a.slice(0, 2)]) {
-        // A short option glued to its value: `-o/tmp/x`.
-        findings.push(...checkPath(a.slice(2), declared[a.slice(0, 2)]!, ctx, a));
+      } else if (!a.startsWith('--') && a.length > 2) {
+        // A cluster of short options (getopt): the first one that takes a value takes the rest of the
+        // cluster (`-o/tmp/x`, `-so/tmp/x`) or, at the end of it, the next argument (`-so /tmp/x`).
+        for (let k = 1; k < a.length; k++) {
+          const r = declared[`-${a[k]}`];
+          if (!r) continue;
+          const glued = a.slice(k + 1);
+          if (glued) findings.push(...checkPath(glued, r, ctx, a));
+          else if (i + 1 < args.length) {
+            findings.push(...checkPath(args[i + 1]!, r, ctx, `${a} ${args[i + 1]}`));
+            i++;
+          }
+          break;
+        }
       }
       continue;
     }
@@ -297,6 +317,26 @@ function pathFindings(name: string, args: string[], role: PathRole, ctx: Classif
     findings.push(...checkPath(a, role, ctx, a));
   }
   return findings;
+}
+
+/**
+ * tar's paths depend on its mode: creating (c, r, u) writes the archive and reads the operands;
+ * extracting or listing reads the archive, writes into -C, and its operands are member names.
+ */
+function tarPaths(args: string[], ctx: ClassifyContext): Finding[] {
+  const first = args[0] ?? '';
+  const letters = args.filter((a) => /^-[A-Za-z]+$/.test(a)).join('') + (/^[A-Za-z]+$/.test(first) ? first : '');
+  const creating = /[cru]/.test(letters) || args.some((a) => ['--create', '--append', '--update'].includes(a));
+  const archive: PathRole = creating ? 'write' : 'read';
+  const into: PathRole = creating ? 'read' : 'write';
+  const declared: Record<string, PathRole> = { '-f': archive, '--file': archive, '-C': into, '--directory': into, '-T': 'read', '--files-from': 'read', '-X': 'read' };
+  // Old-style `tar cf archive files…`: the archive is the argument after the letter bundle.
+  const oldStyle = /^[A-Za-z]+$/.test(first) && first.includes('f');
+  const rest = oldStyle ? args.slice(2) : args;
+  return [
+    ...(oldStyle && args[1] ? checkPath(args[1], archive, ctx, args[1]) : []),
+    ...pathFindings('tar', rest, creating ? 'read' : 'none', ctx, declared),
+  ];
 }
 
 function looksLikePath(v: string): boolean {
