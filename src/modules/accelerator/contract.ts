@@ -88,6 +88,13 @@ export const acceleratorContract = defineContract({
       }),
       idempotent: true,
     }),
+    describeModel: operation({
+      input: z.object({ model: modelName }),
+      output: z.object({ model: z.string(), provider: z.string(), inputs: z.array(valueInfo), outputs: z.array(valueInfo) }),
+      idempotent: true,
+      timeoutMs: 60_000,
+      summary: "Loads a model (if not yet) and names its inputs and outputs",
+    }),
     infer: operation({
       input: z.object({
         model: modelName,

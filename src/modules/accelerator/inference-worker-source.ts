@@ -62,6 +62,11 @@ parentPort.on('message', async (msg) => {
       return;
     }
     const entry = await open(msg.path, msg.mtimeMs, msg.providers, msg.intraOpThreads);
+    if (msg.kind === 'describe') {
+      parentPort.postMessage({ id: msg.id, ok: true, provider: entry.provider, failures: entry.failures, inputs: entry.inputs, outputsInfo: entry.outputs, outputs: {}, latencyMs: 0 });
+      entry.failures = [];
+      return;
+    }
     const feeds = {};
     for (const [name, t] of Object.entries(msg.feeds)) feeds[name] = new ort.Tensor(t.type, t.data, t.dims);
     const started = performance.now();

@@ -14,7 +14,7 @@ import { configContract } from '../config/contract.js';
 import { acceleratorContract, acceleratorSettings, type TensorJson } from './contract.js';
 import { cpuDevice, probeProviders, type ProviderReport } from './providers.js';
 import { fromWire, toWire } from './tensors.js';
-import { WorkerPool, type ValueInfo } from './worker-pool.js';
+import { WorkerPool, type RunResult, type ValueInfo } from './worker-pool.js';
 
 type InferInput = Parameters<Handlers<typeof acceleratorContract>['infer']>[0];
 
@@ -138,6 +138,27 @@ export class AcceleratorService implements Handlers<typeof acceleratorContract> 
     };
   }
 
+  async describeModel(input: { model: string }, call: CallInfo) {
+    requireAdminIfUser();
+    const { file, mtimeMs } = await this.modelFile(input.model);
+    const result = await this.pool.run(
+      { path: file, mtimeMs, providers: await this.providerOrder(), intraOpThreads: this.settings.current().intraOpThreads, feeds: {} },
+      call.signal,
+      true,
+    );
+    this.note(input.model, result);
+    return { model: input.model, provider: result.provider, inputs: result.inputs, outputs: result.outputsInfo };
+  }
+
+  private note(model: string, result: RunResult): void {
+    if (result.failures.length > 0) {
+      this.fallbacks++;
+      this.logger.warn({ model, failures: result.failures, provider: result.provider }, 'a preferred execution provider could not load the model; fell back');
+    }
+    this.lastProvider = result.provider;
+    this.loaded.set(model, { name: model, provider: result.provider, inputs: result.inputs, outputs: result.outputsInfo });
+  }
+
   async infer(input: InferInput, call: CallInfo) {
     requireAdminIfUser();
     const { file, mtimeMs } = await this.modelFile(input.model);
@@ -149,12 +170,7 @@ export class AcceleratorService implements Handlers<typeof acceleratorContract> 
         { path: file, mtimeMs, providers: await this.providerOrder(), intraOpThreads: this.settings.current().intraOpThreads, feeds, ...(input.outputs ? { outputs: input.outputs } : {}) },
         call.signal,
       );
-      if (result.failures.length > 0) {
-        this.fallbacks++;
-        this.logger.warn({ model: input.model, failures: result.failures, provider: result.provider }, 'a preferred execution provider could not load the model; fell back');
-      }
-      this.lastProvider = result.provider;
-      this.loaded.set(input.model, { name: input.model, provider: result.provider, inputs: result.inputs, outputs: result.outputsInfo });
+      this.note(input.model, result);
       this.inferences++;
       const latencyMs = performance.now() - started;
       this.totalLatencyMs += latencyMs;

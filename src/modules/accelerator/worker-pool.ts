@@ -170,10 +170,11 @@ export class WorkerPool {
     }
   }
 
-  async run(req: RunRequest, signal?: AbortSignal): Promise<RunResult> {
+  /** Runs the model on `feeds`; with `describe`, only opens it and names its inputs and outputs. */
+  async run(req: RunRequest, signal?: AbortSignal, describe = false): Promise<RunResult> {
     const transfer = new Set<ArrayBuffer>();
     for (const t of Object.values(req.feeds)) if (!Array.isArray(t.data) && t.data.buffer instanceof ArrayBuffer) transfer.add(t.data.buffer);
-    const reply = await this.withSlot(signal, (slot) => this.send(slot, { kind: 'run', ...req }, [...transfer]));
+    const reply = await this.withSlot(signal, (slot) => this.send(slot, { kind: describe ? 'describe' : 'run', ...req }, [...transfer]));
     if (!reply.ok) {
       if (reply.loadFailure) throw new ContractError('unavailable', reply.error ?? 'the model could not be loaded');
       throw new ContractError('invalid_input', `inference failed: ${reply.error ?? 'unknown error'}`);

@@ -77,8 +77,8 @@ export const embeddingsSettings = z.object({
   onnxDimensions: z.number().int().min(1).max(8192).default(384).describe('Dimensions the ONNX model produces'),
   onnxMaxTokens: z.number().int().min(8).max(8192).default(256).describe('Tokens per text given to the ONNX model (longer texts are cut)'),
   batchSize: z.number().int().min(1).max(512).default(32).describe('Texts per call to a provider'),
-  cacheMaxEntries: z.number().int().min(0).max(10_000_000).default(200_000).describe('Embedding cache entries kept (0 turns the cache off)'),
-  cacheTtlDays: z.number().int().min(1).max(3650).default(30).describe('Days an unused cached embedding is kept'),
+  cache: z.boolean().default(true).describe('Cache embeddings by model and content hash, so the same text is never embedded twice'),
+  cacheTtlDays: z.number().int().min(1).max(3650).default(30).describe('Days a cached embedding is kept'),
   searchOverFetch: z.number().int().min(1).max(100).default(4).describe('Candidates fetched per wanted result before filtering'),
   exactSearchBelow: z.number().int().min(0).max(1_000_000).default(2000).describe('Filtered sets this small are searched exactly'),
 });
@@ -147,6 +147,32 @@ export const embeddingsContract = defineContract({
       output: z.object({ items: z.array(modelView) }),
       idempotent: true,
     }),
+    listCollections: operation({
+      input: z.object({}),
+      output: z.object({
+        items: z.array(
+          z.object({
+            collection,
+            /** The model its vectors were made with (null: empty, takes the configured model on the next write). */
+            model: z.string().nullable(),
+            dimensions: z.number().int().nullable(),
+            vectors: z.number().int(),
+            configuredModel: z.string(),
+            /** The configured model differs from the vectors': reset the collection and reindex. */
+            needsReindex: z.boolean(),
+            index: z.enum(['empty', 'exact', 'building', 'hnsw']),
+          }),
+        ),
+      }),
+      idempotent: true,
+    }),
+    resetCollection: operation({
+      input: z.object({ collection }),
+      output: z.object({ removed: z.number().int() }),
+      idempotent: true,
+      timeoutMs: 60_000,
+      summary: 'Drops every vector of a collection so it can take another model (then reindex its sources)',
+    }),
   },
   errors: ['invalid_input', 'unauthenticated', 'forbidden', 'not_found', 'conflict', 'unavailable', 'timeout'],
   settings: embeddingsSettings,
@@ -154,5 +180,7 @@ export const embeddingsContract = defineContract({
     { method: 'POST', path: '/embeddings/generate', operation: 'generate', auth: 'user', rateLimit: 'expensive' },
     { method: 'POST', path: '/embeddings/search', operation: 'search', auth: 'user' },
     { method: 'GET', path: '/embeddings/models', operation: 'listModels', auth: 'user' },
+    { method: 'GET', path: '/embeddings/collections', operation: 'listCollections', auth: 'admin' },
+    { method: 'DELETE', path: '/embeddings/collections/:collection', operation: 'resetCollection', auth: 'admin' },
   ],
 });

@@ -1,0 +1,165 @@
+// Keeps this instance's in-memory indexes in step with Redis. At start each collection is loaded from
+// Redis (no re-embedding); then every instance tails the collections' change logs, so a vector written
+// by any instance is searchable on every other within a block interval (well under a second). An
+// entry names ids only: the current state is read back from Redis, so applying an entry twice, late,
+// or out of order with a local write converges to what Redis holds.
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { COLLECTIONS } from './contract.js';
+import { VectorIndex, type IndexTuning } from './vector-index.js';
+import { VectorStore, type Collection, type LogEntry } from './vector-store.js';
+
+const BLOCK_MS = 250;
+/** How often the local count is checked against Redis, to catch a log gap (trimmed entries). */
+const AUDIT_EVERY_MS = 30_000;
+
+export class Collections {
+  private readonly indexes = new Map<Collection, VectorIndex | undefined>();
+  private readonly positions = new Map<Collection, string>();
+  private tailConn: Redis | undefined;
+  private running = false;
+  private tailDone: Promise<void> | undefined;
+  private lastAudit = Date.now();
+  private readonly loaded = new Map<Collection, Promise<void>>();
+
+  constructor(
+    private readonly redis: Redis,
+    readonly store: VectorStore,
+    private readonly tuning: () => IndexTuning,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Loads every collection and starts following the change logs. */
+  async start(): Promise<void> {
+    await Promise.all(COLLECTIONS.map((c) => this.ensureLoaded(c)));
+    this.running = true;
+    this.tailConn = this.redis.duplicate({ enableAutoPipelining: false, maxRetriesPerRequest: null, lazyConnect: false });
+    this.tailConn.on('error', () => undefined);
+    this.tailDone = this.tail();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.tailConn?.disconnect();
+    await this.tailDone?.catch(() => undefined);
+    for (const idx of this.indexes.values()) idx?.dispose();
+  }
+
+  ensureLoaded(c: Collection): Promise<void> {
+    let p = this.loaded.get(c);
+    if (!p) {
+      p = this.reload(c).catch((err: unknown) => {
+        this.loaded.delete(c);
+        throw err;
+      });
+      this.loaded.set(c, p);
+    }
+    return p;
+  }
+
+  index(c: Collection): VectorIndex | undefined {
+    return this.indexes.get(c);
+  }
+
+  /** Replaces the collection's index with what Redis holds now. */
+  async reload(c: Collection): Promise<void> {
+    const started = Date.now();
+    // The position is taken first: changes made during the scan are applied again afterwards.
+    const position = await this.store.logHead(c);
+    const info = await this.store.info(c);
+    const previous = this.indexes.get(c);
+    if (!info) {
+      this.indexes.set(c, undefined);
+    } else {
+      const idx = new VectorIndex(info.model, info.dimensions, this.tuning, Math.max(1024, await this.store.count(c)));
+      for await (const page of this.store.scanAll(c)) {
+        for (const v of page) if (v.vector.length === info.dimensions) idx.put(v.id, v.vector, v.metadata);
+      }
+      this.indexes.set(c, idx);
+      idx.maybeBuild();
+      this.logger.info({ collection: c, vectors: idx.size, model: info.model, ms: Date.now() - started }, 'vector collection loaded');
+    }
+    previous?.dispose();
+    this.positions.set(c, position);
+  }
+
+  /** Brings the given ids to their state in Redis (after a local write, or a log entry). */
+  async apply(c: Collection, ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    const state = await this.store.fetch(c, ids);
+    let idx = this.indexes.get(c);
+    for (const [id, v] of state) {
+      if (!v) {
+        idx?.delete(id);
+        continue;
+      }
+      if (!idx || idx.dimensions !== v.vector.length) {
+        // The collection took a (new) model: start a fresh index for it.
+        const info = await this.store.info(c);
+        if (!info || info.dimensions !== v.vector.length) continue;
+        idx?.dispose();
+        idx = new VectorIndex(info.model, info.dimensions, this.tuning);
+        this.indexes.set(c, idx);
+      }
+      idx.put(id, v.vector, v.metadata);
+    }
+  }
+
+  /** Forgets the collection locally (it was reset). */
+  dropLocal(c: Collection): void {
+    this.indexes.get(c)?.dispose();
+    this.indexes.set(c, undefined);
+  }
+
+  private async handle(c: Collection, entries: LogEntry[]): Promise<void> {
+    const ids = new Set<string>();
+    for (const e of entries) {
+      if (e.op === 'reset') {
+        // Everything before the reset is gone; what follows it is applied from Redis below.
+        ids.clear();
+        this.dropLocal(c);
+        continue;
+      }
+      for (const id of e.ids) ids.add(id);
+    }
+    await this.apply(c, [...ids]);
+    this.positions.set(c, entries[entries.length - 1]!.streamId);
+  }
+
+  private async audit(): Promise<void> {
+    this.lastAudit = Date.now();
+    for (const c of COLLECTIONS) {
+      const [count, oldest] = await Promise.all([this.store.count(c), this.store.logTail(c)]);
+      const local = this.indexes.get(c)?.size ?? 0;
+      const position = this.positions.get(c) ?? '0-0';
+      const missed = oldest !== undefined && position !== '0-0' && compareIds(position, oldest) < 0;
+      if (count !== local || missed) {
+        // Counts can differ for a moment while entries are in flight: read the log once more first.
+        const pending = await VectorStore.readLogs(this.redis, new Map([[c, position]])).catch(() => new Map<Collection, LogEntry[]>());
+        if ((pending.get(c)?.length ?? 0) > 0 && !missed) continue;
+        this.logger.warn({ collection: c, redis: count, local, missed }, 'vector collection out of step with Redis; reloading');
+        await this.reload(c);
+      }
+    }
+  }
+
+  private async tail(): Promise<void> {
+    while (this.running) {
+      try {
+        const batches = await VectorStore.readLogs(this.tailConn!, this.positions, BLOCK_MS);
+        for (const [c, entries] of batches) if (entries.length > 0) await this.handle(c, entries);
+        if (Date.now() - this.lastAudit > AUDIT_EVERY_MS) await this.audit();
+      } catch (err) {
+        if (!this.running) return;
+        this.logger.warn({ err: (err as Error).message }, 'following the vector change log failed; retrying');
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+}
+
+function compareIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(Number) as [number, number];
+  const [bm, bs] = b.split('-').map(Number) as [number, number];
+  return am - bm || as - bs;
+}
