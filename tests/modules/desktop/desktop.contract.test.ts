@@ -90,7 +90,7 @@ describe.each(bindingKinds)('desktop contract (%s binding)', (kind) => {
     const status = await admin(() => desktop.status({}));
     expect(status).toMatchObject({ available: false, display: null });
     expect(status.reason).toMatch(/DISPLAY/);
-    for (const call of [() => desktop.screenshot({}), () => desktop.act({ action: 'move', x: 1, y: 1 })]) {
+    for (const call of [() => desktop.screenshot({}) as Promise<unknown>, () => desktop.act({ action: 'move', x: 1, y: 1 })]) {
       const err = await refusal(admin(call));
       expect(err.code).toBe('unavailable');
       expect(err.message).toMatch(/no X display/);
@@ -168,7 +168,7 @@ describe.each(bindingKinds)('desktop contract (%s binding)', (kind) => {
   });
 
   it('is for admins only', async () => {
-    for (const call of [() => desktop.status({}), () => desktop.screenshot({}), () => desktop.act({ action: 'move', x: 1, y: 1 })]) {
+    for (const call of [() => desktop.status({}) as Promise<unknown>, () => desktop.screenshot({}), () => desktop.act({ action: 'move', x: 1, y: 1 })]) {
       expect((await refusal(as(userActor, call))).code).toBe('forbidden');
       expect((await refusal(call())).code).toBe('unauthenticated');
     }
