@@ -312,6 +312,21 @@ describe.each(bindingKinds)('terminal contract (%s binding)', (kind) => {
       expect(readFileSync(path.join(workspaceOf(carol), 'out.bin'), 'utf8')).toBe('payload');
     });
 
+    it('takes exactly one of two racing decisions, and runs the command once', async () => {
+      const held = await run(carol, 'mkdir raced');
+      const outcomes = await Promise.allSettled([
+        as(carol, () => terminal.decideApproval({ approvalId: held.approvalId!, approve: true })),
+        as(carol, () => terminal.decideApproval({ approvalId: held.approvalId!, approve: true })),
+        as(carol, () => terminal.decideApproval({ approvalId: held.approvalId!, approve: false })),
+      ]);
+      const won = outcomes.filter((o) => o.status === 'fulfilled');
+      expect(won).toHaveLength(1);
+      for (const o of outcomes) if (o.status === 'rejected') expect((o.reason as { code: string }).code).toBe('conflict');
+      const status = (won[0] as PromiseFulfilledResult<{ approval: { status: string } }>).value.approval.status;
+      const done = await finished(carol, held.id);
+      expect(done.status).toBe(status === 'approved' ? 'completed' : 'denied');
+    });
+
     it('never runs a forbidden command, whoever asks', async () => {
       for (const actor of [carol, admin]) {
         const e = await run(actor, 'rm -rf /');
