@@ -1,6 +1,7 @@
 // The edge: express 5 and socket.io on one HTTP server. Generic: it mounts whatever the contracts
 // declare and calls ports; it never knows which module is local or remote.
 import http from 'node:http';
+import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import helmet from 'helmet';
 import cors from 'cors';
@@ -138,6 +139,22 @@ export function createGateway(opts: GatewayOptions): Gateway {
   // Idle keep-alive sockets must not hold a shutdown open, and slow clients must not hold sockets forever.
   server.keepAliveTimeout = 5000;
   server.requestTimeout = 120_000;
+  // What Node's HTTP parser refuses before express sees it (an over-long URL or header, a malformed
+  // request, a request too slow to arrive) also answers in the error envelope.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const [status, reason, message] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large', 'the request line or headers are too large']
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'Request Timeout', 'the request took too long to arrive']
+          : [400, 'Bad Request', 'malformed HTTP request'];
+    const body = JSON.stringify({ error: { code: 'invalid_input', message, requestId: newRequestId() } });
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
   const connections = runtime.redisConnections();
   const io = createSocketServer(server, {
     credentials,
