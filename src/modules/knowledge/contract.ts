@@ -180,6 +180,11 @@ export const knowledgeContract = defineContract({
       output: factView,
     }),
     deleteFact: operation({ input: z.object({ id }), output: notUsed }),
+    reindexFacts: operation({
+      input: z.object({}),
+      output: z.object({ queued: z.number().int() }),
+      summary: "Admin: writes every fact's vector again in the background (after the facts collection was reset for another model)",
+    }),
 
     listEntities: operation({
       input: z.object({
@@ -232,6 +237,7 @@ export const knowledgeContract = defineContract({
     { method: 'GET', path: '/knowledge/facts/:id', operation: 'getFact', auth: 'user' },
     { method: 'PATCH', path: '/knowledge/facts/:id', operation: 'updateFact', auth: 'user' },
     { method: 'DELETE', path: '/knowledge/facts/:id', operation: 'deleteFact', auth: 'user', status: 204 },
+    { method: 'POST', path: '/knowledge/facts/reindex', operation: 'reindexFacts', auth: 'admin', status: 202 },
     { method: 'GET', path: '/knowledge/entities', operation: 'listEntities', auth: 'user' },
     { method: 'POST', path: '/knowledge/entities', operation: 'createEntity', auth: 'user', status: 201 },
     { method: 'GET', path: '/knowledge/entities/:id', operation: 'getEntity', auth: 'user' },

@@ -18,7 +18,9 @@ import { runWithContext } from '../../kernel/context/request-context.js';
 import type { ModuleJobs } from '../../kernel/jobs/jobs.js';
 import { ModuleJobsToken, ModuleLogger } from '../../kernel/module/tokens.js';
 import { embeddingsContract } from '../embeddings/contract.js';
-import { FactStore, type StoredFact } from './fact-store.js';
+import type { Redis } from 'ioredis';
+import { ModuleRedis } from '../../kernel/module/tokens.js';
+import { ALL_FACTS_KEY, FactStore, type StoredFact } from './fact-store.js';
 
 export const SYNC_QUEUE = 'embeddings-sync';
 const COLLECTION = 'facts';
@@ -54,6 +56,7 @@ export class EmbeddingsSync {
     @inject(embeddingsContract.token) private readonly embeddings: Port<typeof embeddingsContract>,
     @inject(ModuleJobsToken) private readonly jobs: ModuleJobs,
     @inject(ModuleLogger) private readonly logger: Logger,
+    @inject(ModuleRedis) private readonly redis: Redis,
   ) {
     this.queue = jobs.queue<SyncJob>(SYNC_QUEUE);
   }
@@ -65,6 +68,23 @@ export class EmbeddingsSync {
   /** Enqueues the sync of one fact; `key` (the event id) makes a redelivered event enqueue nothing new. */
   async enqueue(key: string, job: SyncJob): Promise<void> {
     await this.queue.add('sync', job, { ...SYNC_JOB_OPTIONS, jobId: key });
+  }
+
+  /**
+   * Enqueues a full sync of every fact, e.g. after the facts collection was reset to take another
+   * embedding model. Answers how many facts were queued.
+   */
+  async enqueueAll(): Promise<number> {
+    const run = randomUUID();
+    let queued = 0;
+    let after = '-';
+    for (;;) {
+      const ids = await this.redis.zrangebylex(ALL_FACTS_KEY, after, '+', 'LIMIT', 0, 500);
+      if (ids.length === 0) return queued;
+      await this.queue.addBulk(ids.map((factId) => ({ name: 'sync', data: { factId, hint: 'content' as const }, opts: { ...SYNC_JOB_OPTIONS, jobId: `reindex-${run}-${factId}` } })));
+      queued += ids.length;
+      after = `(${ids[ids.length - 1]!}`;
+    }
   }
 
   /** Syncs waiting or retrying, and those that gave up (left in the failed list for an operator). */

@@ -1,6 +1,6 @@
 // Facts in Redis (database 2, prefix `knowledge:`): a hash per fact and the indexes lists read from,
 // all sorted sets of ids (score 0, so they sort by id, that is by creation):
-//   f:<id>                 the fact
+//   f:<id>                 the fact                      fa            every fact (for a reindex)
 //   fo:<owner>             an owner's facts              fs            shared facts
 //   fc:<category>          facts filed in a category
 //   ft:<owner>:<tag>       an owner's facts with a tag   fst:<tag>     shared facts with a tag
@@ -45,6 +45,7 @@ export interface FactPatch {
 export const factKey = (id: string) => `f:${id}`;
 export const ownerFactsKey = (owner: string) => `fo:${owner}`;
 export const SHARED_FACTS_KEY = 'fs';
+export const ALL_FACTS_KEY = 'fa';
 export const categoryFactsKey = (category: string) => `fc:${category}`;
 export const ownerTagKey = (owner: string, tag: string) => `ft:${owner}:${tag}`;
 export const sharedTagKey = (tag: string) => `fst:${tag}`;
@@ -65,7 +66,7 @@ local function to_flat(t)
 end
 local function fact(id) return to_table(redis.call('HGETALL', P .. 'f:' .. id)) end
 local function fact_index_keys(f)
-  local keys = { P .. 'fo:' .. f.ownerId }
+  local keys = { P .. 'fa', P .. 'fo:' .. f.ownerId }
   local shared = f.shared == '1'
   if f.categoryId ~= '' then keys[#keys + 1] = P .. 'fc:' .. f.categoryId end
   if shared then keys[#keys + 1] = P .. 'fs' end

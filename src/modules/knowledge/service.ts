@@ -28,6 +28,7 @@ import {
   type FactPatch,
   type StoredFact,
 } from './fact-store.js';
+import { EmbeddingsSync } from './embeddings-sync.js';
 import { pageOf } from './id-pager.js';
 import { contentKey, normaliseContent, queryTerms } from './normalise.js';
 
@@ -84,6 +85,7 @@ export class KnowledgeService implements Handlers<typeof knowledgeContract> {
     @inject(FactStore) private readonly facts: FactStore,
     @inject(CategoryStore) private readonly categories: CategoryStore,
     @inject(EntityStore) private readonly entities: EntityStore,
+    @inject(EmbeddingsSync) private readonly sync: EmbeddingsSync,
     @inject(ModuleRedis) private readonly redis: Redis,
     @inject(ModuleEventsToken) private readonly events: ModuleEvents,
     @inject(ModuleLogger) logger: Logger,
@@ -250,6 +252,12 @@ export class KnowledgeService implements Handlers<typeof knowledgeContract> {
     const fact = await this.facts.delete(id);
     await this.events.publish('knowledge.fact.deleted', { ...this.eventBase(fact), rev: fact.rev + 1 });
     return null;
+  }
+
+  async reindexFacts() {
+    const actor = signedIn();
+    if (!isAdmin(actor)) throw new ContractError('forbidden', 'this needs the admin role');
+    return { queued: await this.sync.enqueueAll() };
   }
 
   /** The fact if the caller may read it; `not_found` otherwise, exactly as if it did not exist. */

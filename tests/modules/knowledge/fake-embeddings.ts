@@ -90,6 +90,18 @@ class FakeEmbeddingsService implements Handlers<typeof embeddingsContract> {
     record('listModels', {});
     return { items: [] };
   }
+
+  listCollections() {
+    record('listCollections', {});
+    return { items: [] };
+  }
+
+  resetCollection({ collection: name }: { collection: string }) {
+    record('resetCollection', { collection: name });
+    const removed = collection(name).size;
+    collection(name).clear();
+    return { removed };
+  }
 }
 
 export const fakeEmbeddingsModule = defineModule({

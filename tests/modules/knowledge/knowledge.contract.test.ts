@@ -564,6 +564,19 @@ describe.each(bindingKinds)('knowledge contract (%s binding)', (kind) => {
       await expect.poll(vector, { timeout: 10_000 }).toBeUndefined();
     });
 
+    it('lets an admin rewrite every fact vector, e.g. after the facts collection was reset', async () => {
+      const facts = await Promise.all([1, 2, 3].map((i) => as(i === 3 ? bob : alice, () => knowledge.createFact({ content: `Reindexed fact ${i} ${randomUUID()}` }))));
+      const vector = (id: string) => fakeEmbeddings.items.get('facts')?.get(id);
+      await expect.poll(() => facts.every((f) => vector(f.id)), { timeout: 10_000 }).toBe(true);
+      fakeEmbeddings.items.get('facts')!.clear();
+
+      expect((await refusal(as(alice, () => knowledge.reindexFacts({})))).code).toBe('forbidden');
+      const { queued } = await as(admin, () => knowledge.reindexFacts({}));
+      expect(queued).toBeGreaterThanOrEqual(3);
+      await expect.poll(() => fakeEmbeddings.items.get('facts')!.size, { timeout: 20_000 }).toBe(queued);
+      expect(facts.map((f) => vector(f.id)?.text)).toEqual(facts.map((f) => f.content));
+    });
+
     it('stores facts while embeddings is down, and indexes them once it is back', async () => {
       fakeEmbeddings.down = true;
       const failedBefore = fakeEmbeddings.calls.filter((c) => c.failed).length;
