@@ -29,6 +29,8 @@ export interface EngineOptions {
 interface Session {
   id: string;
   ownerId: string;
+  /** The sign-in that opened it (when known): a logout of that sign-in closes it. */
+  authSessionId: string | undefined;
   context: BrowserContext;
   page: Page;
   client: ProxyClient;
@@ -156,7 +158,7 @@ export class BrowserEngine {
 
   // ---- sessions ----
 
-  async createSession(ownerId: string): Promise<{ id: string; createdAt: string; idleTimeoutS: number }> {
+  async createSession(ownerId: string, authSessionId?: string): Promise<{ id: string; createdAt: string; idleTimeoutS: number }> {
     const s = this.settings;
     const own = [...this.sessions.values()].filter((x) => x.ownerId === ownerId).length;
     if (own >= s.maxSessionsPerUser) {
@@ -166,7 +168,7 @@ export class BrowserEngine {
     const { context, client } = await this.openContext();
     const page = await context.newPage();
     const now = Date.now();
-    const session: Session = { id: `bs_${randomBytes(12).toString('base64url')}`, ownerId, context, page, client, createdAt: now, lastUsedAt: now, queue: Promise.resolve(), busy: 0 };
+    const session: Session = { id: `bs_${randomBytes(12).toString('base64url')}`, ownerId, authSessionId, context, page, client, createdAt: now, lastUsedAt: now, queue: Promise.resolve(), busy: 0 };
     this.sessions.set(session.id, session);
     return { id: session.id, createdAt: new Date(now).toISOString(), idleTimeoutS: s.sessionIdleS };
   }
@@ -188,6 +190,13 @@ export class BrowserEngine {
     const s = this.sessions.get(id);
     if (!s || s.ownerId !== ownerId) throw new ContractError('not_found', `no browser session ${id}`);
     await this.dispose(s);
+  }
+
+  /** Closes what a sign-in opened (`authSessionId`), or everything the user has (null). */
+  async closeForAuthSession(ownerId: string, authSessionId: string | null): Promise<number> {
+    const doomed = [...this.sessions.values()].filter((s) => s.ownerId === ownerId && (authSessionId === null || s.authSessionId === authSessionId));
+    await Promise.all(doomed.map((s) => this.dispose(s)));
+    return doomed.length;
   }
 
   private async dispose(s: Session): Promise<void> {

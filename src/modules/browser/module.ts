@@ -22,7 +22,8 @@ export function chromiumPath(env: NodeJS.ProcessEnv = process.env): string {
 export const browserModule = defineModule({
   contract: browserContract,
   dependencies: [configContract],
-  subscribes: ['config.settings.changed'],
+  // auth.session.revoked: a logout closes the browser sessions its sign-in opened.
+  subscribes: ['config.settings.changed', 'auth.session.revoked'],
   // The automation database (ARCHITECTURE.md §5); sessions themselves live in this process's Chromium.
   redisDb: 9,
   register(c) {
@@ -49,6 +50,10 @@ export const browserModule = defineModule({
       'config.settings.changed': async (event) => {
         const { namespaces } = event.payload as { namespaces: string[] };
         if (namespaces.includes(browserContract.id)) await service.reloadSettings();
+      },
+      'auth.session.revoked': async (event) => {
+        const { userId, sessionId, reason } = event.payload as { userId: string; sessionId: string | null; reason: string };
+        await service.authSessionRevoked(userId, sessionId, reason);
       },
     });
   },

@@ -9,10 +9,14 @@ import { browserContract, browserSettings } from './contract.js';
 import { BrowserEngine, type ContentFormat } from './browser-engine.js';
 import { BrowserEngineToken, BrowserSettingsToken } from './tokens.js';
 
-function userId(): string {
+function user() {
   const actor = currentContext()?.actor;
   if (actor?.type !== 'user') throw new ContractError('unauthenticated', 'sign in first');
-  return actor.id;
+  return actor;
+}
+
+function userId(): string {
+  return user().id;
 }
 
 /** A one-shot read is fine for a user, and for another module acting on a user's behalf. */
@@ -33,7 +37,13 @@ export class BrowserService implements Handlers<typeof browserContract> {
   }
 
   createSession() {
-    return this.engine.createSession(userId());
+    const actor = user();
+    return this.engine.createSession(actor.id, actor.sessionId);
+  }
+
+  /** A logout ends what that sign-in opened; a password change, disabling or deletion ends everything. */
+  async authSessionRevoked(userId: string, sessionId: string | null, reason: string): Promise<void> {
+    await this.engine.closeForAuthSession(userId, reason === 'logout' || reason === 'reuse' ? sessionId : null);
   }
 
   async listSessions() {

@@ -7,8 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Download, Port } from '../../../src/kernel/contract/define.js';
 import { runWithContext, type Actor } from '../../../src/kernel/context/request-context.js';
 import { browserContract } from '../../../src/modules/browser/contract.js';
+import { authContract } from '../../../src/modules/auth/contract.js';
 import { configContract } from '../../../src/modules/config/contract.js';
-import { startTestApp, type TestApp } from '../../support/app.js';
+import { ADMIN_PASSWORD, startTestApp, type TestApp } from '../../support/app.js';
 import { bindingKinds, portFor } from '../../support/bindings.js';
 import { startTestRedis, type TestRedis } from '../../support/redis.js';
 import { ADMIN_TOKEN, adminActor, USER_TOKEN, userActor } from '../../support/test-auth.js';
@@ -251,6 +252,26 @@ describe('browser over REST', () => {
     const refused = await api('/browser/fetch', { method: 'POST', body: JSON.stringify({ url: `http://2130706433:${forbidden.port}/` }) });
     expect(refused.status).toBe(403);
     expect(forbidden.connections()).toBe(0);
+  });
+});
+
+describe('sessions end with the sign-in', () => {
+  it('closes the browser sessions a sign-in opened when it logs out, and keeps those of another sign-in', async () => {
+    const auth = app.runtime.port(authContract);
+    const browser = app.runtime.port(browserContract);
+    const signIn = async (): Promise<Actor> => {
+      const pair = await auth.login({ username: 'admin', password: ADMIN_PASSWORD });
+      const { actor } = await auth.authenticate({ token: pair.accessToken });
+      return actor!;
+    };
+    const first = await signIn();
+    const second = await signIn();
+    const a = (await as(first, () => browser.createSession({}))).id;
+    const b = (await as(second, () => browser.createSession({}))).id;
+    await as(first, () => auth.logout({}));
+    await until(async () => (await as(second, () => browser.listSessions({}))).items.every((s) => s.id !== a), 'the logged-out session to close');
+    expect((await as(second, () => browser.listSessions({}))).items.map((s) => s.id)).toContain(b);
+    await as(second, () => browser.closeSession({ id: b }));
   });
 });
 
