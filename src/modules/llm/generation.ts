@@ -106,11 +106,13 @@ export async function* generate(deps: GenerationDeps, input: GenerateInput, sign
     deps.metrics.inFlight.labels(host.label).inc();
     let stream: Stream | undefined;
     let first: ChatResponse | undefined;
+    let held: object | undefined;
     try {
       // Up to the first token through the host's breaker: only host faults count against it.
       [stream, first] = await host.attempt(async () => {
         try {
           const it = await withOllamaSignal(ac.signal, () => host.client.chat(request));
+          held = it;
           const iterator = it[Symbol.asyncIterator]();
           for (;;) {
             const next = await iterator.next();
@@ -126,6 +128,7 @@ export async function* generate(deps: GenerationDeps, input: GenerateInput, sign
     } catch (err) {
       release(host, deps, firstTimer, signal, requestTimeout, onAbort);
       ac.abort();
+      if (held) host.client.forget(held);
       const inner = err instanceof NotHostFault ? err.cause : err;
       if (isContractError(inner)) throw inner;
       const failure = inner instanceof AttemptFailure ? inner : new AttemptFailure('breaker_open', 'refused by its circuit breaker');
@@ -139,7 +142,11 @@ export async function* generate(deps: GenerationDeps, input: GenerateInput, sign
       continue;
     }
     clearTimeout(firstTimer);
-    yield* relay(deps, host, model, stream, first, { started, ac, why, signal, requestTimeout, onAbort });
+    try {
+      yield* relay(deps, host, model, stream, first, { started, ac, why, signal, requestTimeout, onAbort });
+    } finally {
+      if (held) host.client.forget(held);
+    }
     return;
   }
   const reason = lastFailure?.reason ?? 'no_host';

@@ -24,6 +24,21 @@ const signalledFetch: typeof fetch = (input, init) => {
   return fetch(input, signal ? { ...init, signal } : init);
 };
 
+/**
+ * The client keeps every streamed request in a list until its final `done` line, and never drops one
+ * that was aborted or failed: in a long-running server that list would only grow. `forget` drops it.
+ */
+export class HostClient extends Ollama {
+  forget(stream: object): void {
+    const i = this.ongoingStreamedRequests.indexOf(stream as (typeof this.ongoingStreamedRequests)[number]);
+    if (i >= 0) this.ongoingStreamedRequests.splice(i, 1);
+  }
+
+  streamsHeld(): number {
+    return this.ongoingStreamedRequests.length;
+  }
+}
+
 /** Ollama accepts a name without a tag as `:latest`; so do we, when matching. */
 export function canonicalModel(name: string): string {
   const last = name.slice(name.lastIndexOf('/') + 1);
@@ -68,7 +83,7 @@ export class NotHostFault extends Error {
 export class OllamaHost {
   readonly url: string;
   readonly label: string;
-  readonly client: Ollama;
+  readonly client: HostClient;
   status: HostStatus = 'unknown';
   version: string | null = null;
   models = new Map<string, InstalledModel>();
@@ -82,7 +97,7 @@ export class OllamaHost {
   constructor(url: string, breaker: BreakerOptions) {
     this.url = url.replace(/\/$/, '');
     this.label = displayUrl(this.url);
-    this.client = new Ollama({ host: this.url, fetch: signalledFetch });
+    this.client = new HostClient({ host: this.url, fetch: signalledFetch });
     this.breakerOptions = breaker;
     this.breaker = this.makeBreaker(breaker);
   }

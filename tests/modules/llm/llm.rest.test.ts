@@ -112,6 +112,24 @@ describe('other routes', () => {
   });
 });
 
+describe('settings', () => {
+  it('a changed llm.defaultModel takes effect without a restart; a bad value is refused naming the field', async () => {
+    const patch = (body: unknown) =>
+      fetch(api('/config'), { method: 'PATCH', headers: { 'content-type': 'application/json', ...bearer(ADMIN_TOKEN) }, body: JSON.stringify(body) });
+    const bad = await patch({ llm: { firstTokenTimeoutMs: 5 } });
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(await bad.json())).toContain('firstTokenTimeoutMs');
+    expect((await patch({ llm: { defaultModel: 'llama3.2:latest' } })).status).toBe(200);
+    try {
+      await expect
+        .poll(async () => ((await (await post('/llm/completion', { prompt: 'which model?' })).json()) as { model: string }).model, { timeout: 5_000 })
+        .toBe('llama3.2:latest');
+    } finally {
+      await patch({ llm: { defaultModel: null } });
+    }
+  });
+});
+
 describe('Ollama unreachable', () => {
   it('answers 503 unavailable at once', async () => {
     const dead = await startFakeOllama();

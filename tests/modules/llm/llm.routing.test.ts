@@ -131,7 +131,7 @@ describe('failover before the first token', () => {
 
   it('never retries after the first token: the reply fails with its partial text', async () => {
     const hosts = await fakes(2, { script: { tokens: ['a', 'b', 'c'], failAfter: { tokens: 2, mode: 'drop' } } });
-    const { llm } = await service(hosts.map((h) => h.url));
+    const { llm, svc } = await service(hosts.map((h) => h.url));
     const { chunks, error } = await drain(llm.generate({ messages: hi }));
     expect(chunks).toEqual([
       { type: 'delta', delta: 'a' },
@@ -139,6 +139,7 @@ describe('failover before the first token', () => {
     ]);
     expect(error).toMatchObject({ code: 'unavailable', details: { partial: 'ab', reason: 'connection' } });
     expect(served(hosts).reduce((a, b) => a + b)).toBe(1);
+    for (const h of svc.pool.hosts) expect(h.client.streamsHeld()).toBe(0);
   });
 });
 
@@ -223,5 +224,7 @@ describe('metrics and in-flight counts', () => {
     await host!.waitForAbort(2_000);
     await expect.poll(() => svc.pool.hosts[0]!.inFlight).toBe(0);
     await expect.poll(async () => metrics.registry.metrics()).toMatch(/autobot_llm_generation_duration_seconds_count\{[^}]*outcome="stopped"\} 1/);
+    // The client does not keep the stopped stream (it would hold every stopped reply of the server's life).
+    expect(svc.pool.hosts[0]!.client.streamsHeld()).toBe(0);
   });
 });
