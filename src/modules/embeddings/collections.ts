@@ -57,6 +57,11 @@ export class Collections {
     return p;
   }
 
+  /** After the tuning changed: an index that now deserves a graph starts building it. */
+  retune(): void {
+    for (const idx of this.indexes.values()) idx?.maybeBuild();
+  }
+
   index(c: Collection): VectorIndex | undefined {
     return this.indexes.get(c);
   }

@@ -21,7 +21,10 @@ export const embeddingsModule = defineModule({
     await c.resolve(ModuleEventsToken).subscribe({
       'config.settings.changed': async (event) => {
         const { namespaces } = event.payload as { namespaces: string[] };
-        if (namespaces.includes(embeddingsContract.id)) await service.settings.reload();
+        if (namespaces.includes(embeddingsContract.id)) {
+          await service.settings.reload();
+          service.collections.retune();
+        }
       },
     });
   },
