@@ -222,7 +222,11 @@ export class TerminalService implements Handlers<typeof terminalContract> {
 
     if (decision === 'refused') return this.finishWithout(exec, 'denied', undefined, actor.id, 'refused');
     if (decision === 'pending') return this.hold(actor, exec, p);
-    const done = await this.run(exec, p.workspace, p.cwd, { actorId: actor.id, decision: approver ? 'approved' : decision, approver }, call.signal);
+    const done = await this.run(exec, p.workspace, p.cwd, { actorId: actor.id, decision: approver ? 'approved' : decision, approver }, {
+      signal: call.signal,
+      // Only a caller holding the id before the end (a retried idempotency key) can ask while it runs.
+      recordRunning: key !== undefined,
+    });
     return executionView(done);
   }
 
@@ -321,14 +325,17 @@ export class TerminalService implements Handlers<typeof terminalContract> {
     workspace: string,
     cwd: string,
     who: { actorId: string; decision: string; approver: string | undefined },
-    signal?: AbortSignal,
+    opts: { signal?: AbortSignal; recordRunning: boolean },
   ): Promise<StoredExecution> {
+    const { signal } = opts;
     const abort = new AbortController();
     const onCallerGone = () => abort.abort();
     signal?.addEventListener('abort', onCallerGone, { once: true });
     const running: StoredExecution = { ...exec, status: 'running', staleAfter: Date.now() + exec.timeoutMs + 60_000 };
     const work = (async () => {
-      await this.executions.save(running, this.retentionS());
+      // Recorded before it runs whenever someone may read it meanwhile (a held execution's owner, a
+      // retried idempotency key); a plain call learns the id only with the result.
+      if (opts.recordRunning) await this.executions.save(running, this.retentionS());
       const r = await runPipeline({
         pipeline: exec.pipeline,
         cwd,
@@ -539,7 +546,7 @@ export class TerminalService implements Handlers<typeof terminalContract> {
       return failed;
     }
     const running: StoredExecution = { ...exec, status: 'running' };
-    void this.run(exec, workspace, cwd, { actorId: a.decidedBy ?? exec.ownerId, decision: 'approved', approver: a.decidedBy }).catch((err: unknown) => {
+    void this.run(exec, workspace, cwd, { actorId: a.decidedBy ?? exec.ownerId, decision: 'approved', approver: a.decidedBy }, { recordRunning: true }).catch((err: unknown) => {
       this.logger.error({ err, executionId: exec.id }, 'approved execution failed to run');
     });
     return running;
