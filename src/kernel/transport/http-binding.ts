@@ -280,6 +280,8 @@ export function createHttpBinding<C extends AnyContract>(contract: C, opts: Http
       // closed connection and aborts its handler's signal.
       const ac = new AbortController();
       const unlink = linkSignal(currentContext()?.signal, ac);
+      // A stream stopped before it ever ran never reaches its `finally`: unlink on the stop as well.
+      ac.signal.addEventListener('abort', unlink, { once: true });
       const produce = async function* () {
         const done = opts.metrics?.timeOperation(moduleId, name, 'remote');
         let outcome = 'ok';

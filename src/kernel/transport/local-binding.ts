@@ -142,6 +142,8 @@ function streamCall(moduleId: string, name: string, op: StreamOperation, handler
       const unlinkCaller = linkSignal(currentContext()?.signal, stop);
       const ac = new AbortController();
       const unlink = linkSignal(stop.signal, ac);
+      // A stream stopped before it ever ran never reaches its `finally`: unlink on the stop as well.
+      stop.signal.addEventListener('abort', unlinkCaller, { once: true });
       const produce = async function* () {
         const done = metrics?.timeOperation(moduleId, name, 'local');
         let iterator: AsyncIterator<unknown> | undefined;
