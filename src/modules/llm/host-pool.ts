@@ -37,6 +37,9 @@ export class HostPool {
   /** First probe (bounded), then one every `probeIntervalMs`. */
   async start(): Promise<void> {
     this.stopped = false;
+    // Settings were loaded after the pool was built: take their interval and breaker options now.
+    this.intervalMs = this.settings().probeIntervalMs;
+    this.reconfigure();
     await this.probeAll();
     this.schedule();
   }

@@ -80,6 +80,23 @@ describe('routing', () => {
   });
 });
 
+describe('probes', () => {
+  it('mark a host down when it stops answering and up again when it is back, with what it has loaded', async () => {
+    const hosts = await fakes(2);
+    const { llm, svc } = await service(hosts.map((h) => h.url), { probeIntervalMs: 200 });
+    await hosts[0]!.stop();
+    await expect.poll(() => svc.pool.hosts[0]!.status, { timeout: 3_000 }).toBe('down');
+    const provider = (await llm.listProviders({})).items[0]!;
+    expect(provider.status).toBe('degraded');
+    expect(provider.hosts[0]).toMatchObject({ status: 'down', lastError: expect.any(String) });
+    expect((await llm.listModels({})).items.every((m) => m.host === hosts[1]!.url)).toBe(true);
+    hosts[0]!.setLoaded(['gemma:2b']);
+    await hosts[0]!.start();
+    await expect.poll(() => svc.pool.hosts[0]!.status, { timeout: 3_000 }).toBe('up');
+    expect((await llm.listModels({})).items).toContainEqual(expect.objectContaining({ id: 'gemma:2b', host: hosts[0]!.url, loaded: true }));
+  });
+});
+
 describe('failover before the first token', () => {
   it('moves on after a connection error', async () => {
     const hosts = await fakes(2);
