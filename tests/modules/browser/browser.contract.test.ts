@@ -60,8 +60,9 @@ beforeAll(async () => {
   await setBrowserSettings({ allowHosts: [`127.0.0.1:${site.port}`], actionTimeoutMs: 1000, maxSessionsPerUser: 3 });
   const local = app.runtime.port(browserContract);
   // Settings reach the module through config.settings.changed.
-  await until(async () => (await alice(() => local.fetchPage({ url: `${site.url}/article` }))).status === 200, 'the allow-list');
-}, 60_000);
+  // The first read also starts Chromium, which takes seconds on a busy machine.
+  await until(async () => (await alice(() => local.fetchPage({ url: `${site.url}/article` }))).status === 200, 'the allow-list', 60_000);
+}, 90_000);
 
 afterAll(async () => {
   await app?.stop();
