@@ -38,9 +38,9 @@ export interface KeywordIndexOptions {
   /** Keys `<name>:log`, `<name>:snapshot`, `<name>:snapshot-lock` under the module's prefix. */
   name: string;
   logger: Logger;
-  /** Applied entries between snapshots. Default 2000. */
+  /** Applied entries between snapshots. Default 10,000. */
   snapshotEvery?: number;
-  /** And at most one snapshot per this many ms (a big partition costs to serialise). Default 30 s. */
+  /** And at most one snapshot per this many ms (a big partition costs to serialise). Default 5 minutes. */
   snapshotMinIntervalMs?: number;
 }
 
@@ -102,7 +102,7 @@ export class KeywordIndex {
     this.logKey = `${opts.name}:log`;
     this.snapshotKey = `${opts.name}:snapshot`;
     this.lockKey = `${opts.name}:snapshot-lock`;
-    this.snapshotEvery = opts.snapshotEvery ?? 2000;
+    this.snapshotEvery = opts.snapshotEvery ?? 10_000;
     this.log = opts.logger.child({ component: 'keyword-index', index: opts.name });
   }
 
@@ -166,16 +166,21 @@ export class KeywordIndex {
     const parsed = parseQuery(q);
     if (!index || (!parsed.terms.length && !parsed.prefixes.length)) return [];
     const limit = opts.limit ?? 20;
-    const filter = (r: SearchResult) => {
-      const fields = (r.f ?? {}) as Record<string, string>;
-      if (opts.filter && !opts.filter(fields)) return false;
-      if (!parsed.phrases.length) return true;
-      const text = normalizePhrase(String(r.text ?? ''));
-      return parsed.phrases.every((p) => containsPhrase(text, p));
+    const filter = opts.filter ? (r: SearchResult) => opts.filter!((r.f ?? {}) as Record<string, string>) : undefined;
+    // Phrases are checked on the ranked results, best first, only until the page is full: checking
+    // every candidate of a common word would cost a pass over most of the partition's text.
+    const page = (results: SearchResult[]) => {
+      if (!parsed.phrases.length) return results.slice(0, limit);
+      const out: SearchResult[] = [];
+      for (const r of results) {
+        const text = normalizePhrase(String(r.text ?? ''));
+        if (parsed.phrases.every((p) => containsPhrase(text, p)) && out.push(r) >= limit) break;
+      }
+      return out;
     };
-    let results = index.search(this.query(parsed, 'AND'), { filter });
-    if (!results.length && parsed.terms.length > 1) results = index.search(this.query(parsed, 'OR'), { filter });
-    return results.slice(0, limit).map((r) => ({
+    let results = page(index.search(this.query(parsed, 'AND'), filter ? { filter } : {}));
+    if (!results.length && parsed.terms.length > 1) results = page(index.search(this.query(parsed, 'OR'), filter ? { filter } : {}));
+    return results.map((r) => ({
       id: String(r.id),
       score: r.score,
       fields: (r.f ?? {}) as Record<string, string>,
@@ -208,7 +213,7 @@ export class KeywordIndex {
         if (!reply) continue;
         for (const [, entries] of reply) for (const [id, fields] of entries) this.apply(id, fields);
         this.release();
-        const due = this.sinceSnapshot >= this.snapshotEvery && Date.now() - this.lastSnapshotAt >= (this.opts.snapshotMinIntervalMs ?? 30_000);
+        const due = this.sinceSnapshot >= this.snapshotEvery && Date.now() - this.lastSnapshotAt >= (this.opts.snapshotMinIntervalMs ?? 300_000);
         if (due && !this.snapshotting) {
           this.lastSnapshotAt = Date.now();
           this.snapshotting = this.snapshot().finally(() => (this.snapshotting = undefined));

@@ -4,11 +4,19 @@
 import 'reflect-metadata';
 import { loadConfig } from '../../../src/kernel/config/app-config.js';
 import { startServer } from '../../../src/app/server.js';
+import type { Authenticator } from '../../../src/gateway/authenticator.js';
 import { testAuthenticator } from '../../support/test-auth.js';
 import { chatCatalogue } from './chat-app.js';
 
+// Besides the stand-in users, `bench-user-<n>` tokens stand for distinct users (the chat benchmark's
+// concurrent users).
+const authenticate: Authenticator = async (token) => {
+  const m = /^bench-user-(\d{1,4})$/.exec(token);
+  return m ? { type: 'user', id: `u-bench-${m[1]}`, roles: ['user'] } : testAuthenticator(token);
+};
+
 const config = loadConfig();
-const server = await startServer({ config, catalogue: chatCatalogue, authenticate: testAuthenticator });
+const server = await startServer({ config, catalogue: chatCatalogue, authenticate });
 process.stdout.write(`LISTENING ${server.url}\n`);
 const stop = () => void server.stop().then(() => process.exit(0));
 process.once('SIGTERM', stop);

@@ -1,0 +1,319 @@
+// The chat turn under load: 20 users on socket.io, each sending a message (POST /api/v1/messages) and
+// waiting for its answer, again and again; the fake Ollama answers 50 tokens at once. Baseline, in the
+// same run: 20 clients asking the fake Ollama directly (the `ollama` client). Measured: completed turns
+// per second, time to first token added by AutoBot (POST → first message:delta on the socket, minus the
+// fake's own first token as its direct clients see it), and per-token relay (the fake writing a token →
+// the socket client receiving it, minus the same for a direct client). The same with `llm` lifted into
+// a second process. Then message search over 100k messages of one user.
+import 'reflect-metadata';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Ollama } from 'ollama';
+import { io as connectSocket, type Socket } from 'socket.io-client';
+import { startServer } from '../../src/app/server.js';
+import { runWithContext } from '../../src/kernel/context/request-context.js';
+import { loadConfig } from '../../src/kernel/config/app-config.js';
+import { createLogger } from '../../src/kernel/log/logger.js';
+import { chatsContract } from '../../src/modules/chats/contract.js';
+import { historyContract } from '../../src/modules/history/contract.js';
+import { startFakeOllama, type FakeOllama } from '../../tests/support/fake-ollama.js';
+import { freePort, spawnApp, type ChildApp } from '../../tests/support/process.js';
+import { startTestRedis, type TestRedis } from '../../tests/support/redis.js';
+import { testAuthenticator, USER_TOKEN, userActor } from '../../tests/support/test-auth.js';
+import { chatCatalogue } from '../../tests/modules/messages/chat-app.js';
+import { fmt, percentile, rows } from '../lib.js';
+
+const USERS = 20;
+const TOKENS = 50;
+const DURATION_MS = 10_000;
+const WARMUP_MS = 2_000;
+const MAIN = path.resolve(import.meta.dirname, '../../tests/modules/messages/chat-process-main.ts');
+const INTERNAL = 'bench-chat-internal-token-0123456';
+const LIMITS = JSON.stringify({ default: { points: 10_000_000, durationS: 60 }, expensive: { points: 10_000_000, durationS: 60 } });
+
+interface LoadResult {
+  turnsPerS: number;
+  ttft: number[];
+  relay: number[];
+  failed: number;
+}
+
+/** When the fake wrote the first token of the request whose last message is `content` (the whole reply goes in one burst). */
+function writeClock(fake: FakeOllama): (content: string) => number | undefined {
+  const byContent = new Map<string, { firstTokenAt?: number }>();
+  let seen = 0;
+  return (content) => {
+    // Incremental: the request list only grows; records are read when asked, once the tokens went out.
+    for (; seen < fake.requests.length; seen++) {
+      const r = fake.requests[seen]!;
+      const key = ((r.body?.messages ?? []) as { content: string }[]).at(-1)?.content;
+      if (key) byContent.set(key, r);
+    }
+    return byContent.get(content)?.firstTokenAt;
+  };
+}
+
+async function baseline(fake: FakeOllama): Promise<LoadResult> {
+  const client = new Ollama({ host: fake.url });
+  const writtenAt = writeClock(fake);
+  const ttft: number[] = [];
+  const relay: number[] = [];
+  let done = 0;
+  let measuring = false;
+  const stopAt = Date.now() + WARMUP_MS + DURATION_MS;
+  setTimeout(() => (measuring = true), WARMUP_MS);
+  const startedMeasure = Date.now() + WARMUP_MS;
+  let n = 0;
+  await Promise.all(
+    Array.from({ length: USERS }, async () => {
+      while (Date.now() < stopAt) {
+        const content = `baseline ${n++}`;
+        const t0 = Date.now();
+        const arrivals: number[] = [];
+        for await (const part of await client.chat({ model: 'mistral:7b-instruct', messages: [{ role: 'user', content }], stream: true })) {
+          if (part.message.content) arrivals.push(Date.now());
+        }
+        if (!measuring) continue;
+        done += 1;
+        const written = writtenAt(content) ?? arrivals[0]!;
+        ttft.push(arrivals[0]! - t0);
+        for (const a of arrivals) relay.push(a - written);
+      }
+    }),
+  );
+  return { turnsPerS: done / ((Date.now() - startedMeasure) / 1000), ttft, relay, failed: 0 };
+}
+
+async function chatLoad(fake: FakeOllama, url: string): Promise<LoadResult> {
+  const sockets: Socket[] = [];
+  const writtenAt = writeClock(fake);
+  const ttft: number[] = [];
+  const relay: number[] = [];
+  let done = 0;
+  let failed = 0;
+  let measuring = false;
+  try {
+    const users = await Promise.all(
+      Array.from({ length: USERS }, async (_, i) => {
+        const token = `bench-user-${i}`;
+        const res = await fetch(`${url}/api/v1/chats`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ title: `bench ${i}` }),
+        });
+        const chat = (await res.json()) as { id: string };
+        const socket = connectSocket(url, { path: '/ws', auth: { token }, transports: ['websocket'], forceNew: true });
+        sockets.push(socket);
+        await new Promise<void>((resolve, reject) => {
+          socket.once('connect', () => resolve());
+          socket.once('connect_error', reject);
+        });
+        const joined = (await socket.emitWithAck('chat:join', { chatId: chat.id })) as { ok: boolean };
+        if (!joined.ok) throw new Error('chat:join refused');
+        return { token, chat, socket };
+      }),
+    );
+    const stopAt = Date.now() + WARMUP_MS + DURATION_MS;
+    setTimeout(() => (measuring = true), WARMUP_MS);
+    const startedMeasure = Date.now() + WARMUP_MS;
+    let n = 0;
+    await Promise.all(
+      users.map(async ({ token, chat, socket }) => {
+        while (Date.now() < stopAt) {
+          const content = `question ${n++}`;
+          const arrivals: number[] = [];
+          let resolveEnd!: (ok: boolean) => void;
+          const ended = new Promise<boolean>((r) => (resolveEnd = r));
+          const onDelta = () => arrivals.push(Date.now());
+          const onDone = () => resolveEnd(true);
+          const onFail = () => resolveEnd(false);
+          socket.on('message:delta', onDelta);
+          socket.on('message:completed', onDone);
+          socket.on('message:failed', onFail);
+          const t0 = Date.now();
+          const res = await fetch(`${url}/api/v1/messages`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ chatId: chat.id, content }),
+          });
+          if (res.status !== 202) throw new Error(`POST /messages answered ${res.status}: ${await res.text()}`);
+          await res.arrayBuffer();
+          const ok = await ended;
+          socket.off('message:delta', onDelta);
+          socket.off('message:completed', onDone);
+          socket.off('message:failed', onFail);
+          if (!measuring) continue;
+          if (!ok || arrivals.length !== TOKENS) {
+            failed += 1;
+            continue;
+          }
+          done += 1;
+          ttft.push(arrivals[0]! - t0);
+          const written = writtenAt(content);
+          if (written) for (const a of arrivals) relay.push(a - written);
+        }
+      }),
+    );
+    return { turnsPerS: done / ((Date.now() - startedMeasure) / 1000), ttft, relay, failed };
+  } finally {
+    for (const s of sockets) s.close();
+  }
+}
+
+function report(label: string, r: LoadResult, base: LoadResult): void {
+  const p = (xs: number[], q: number) => percentile(xs, q);
+  rows.push({
+    name: `chat ${label}: completed turns/s, ${USERS} socket.io users, ${TOKENS}-token replies (failed: ${r.failed})`,
+    autobot: fmt(r.turnsPerS, 1),
+    baseline: `${fmt(base.turnsPerS, 1)} (fake Ollama alone, ${USERS} direct clients)`,
+    ratio: `${fmt((r.turnsPerS / base.turnsPerS) * 100)} %`,
+    target: '>= 100 turns/s',
+    met: r.turnsPerS >= 100,
+  });
+  const addedTtft = p(r.ttft, 50) - p(base.ttft, 50);
+  rows.push({
+    name: `chat ${label}: time to first token, POST → first message:delta, p50 (ms)`,
+    autobot: fmt(p(r.ttft, 50), 2),
+    baseline: `${fmt(p(base.ttft, 50), 2)} (fake's own, direct client)`,
+    ratio: `+${fmt(addedTtft, 2)} ms`,
+    target: 'added <= 15 ms',
+    met: addedTtft <= 15,
+  });
+  const added50 = p(r.relay, 50) - p(base.relay, 50);
+  const added99 = p(r.relay, 99) - p(base.relay, 99);
+  rows.push({
+    name: `chat ${label}: per-token relay, fake writes → socket client receives, p50 / p99 (ms)`,
+    autobot: `${fmt(p(r.relay, 50), 2)} / ${fmt(p(r.relay, 99), 2)}`,
+    baseline: `${fmt(p(base.relay, 50), 2)} / ${fmt(p(base.relay, 99), 2)} (direct client)`,
+    ratio: `+${fmt(added50, 2)} / +${fmt(added99, 2)} ms`,
+    target: 'added p50 <= 2 ms, p99 <= 10 ms',
+    met: added50 <= 2 && added99 <= 10,
+  });
+}
+
+async function withChildren<T>(redis: TestRedis, fake: FakeOllama, lifted: boolean, fn: (url: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'abbc-'));
+  const children: ChildApp[] = [];
+  const common = { REDIS_URL: redis.url, OLLAMA_URL: fake.url, AUTOBOT_DATA_DIR: dir, AUTOBOT_INTERNAL_TOKEN: INTERNAL, AUTOBOT_RATE_LIMITS: LIMITS, LOG_LEVEL: 'warn' };
+  try {
+    let env: Record<string, string> = { ...common, PORT: '0' };
+    if (lifted) {
+      const port = await freePort();
+      children.push(await spawnApp({ ...common, PORT: String(port), AUTOBOT_MODULES: 'llm' }, { script: MAIN, timeoutMs: 60_000 }));
+      env = { ...env, AUTOBOT_MODULES: 'config,health,chats,history,messages', AUTOBOT_REMOTE_MODULES: `llm=http://127.0.0.1:${port}` };
+    }
+    const main = await spawnApp(env, { script: MAIN, timeoutMs: 60_000 });
+    children.push(main);
+    return await fn(main.url);
+  } finally {
+    for (const c of children.reverse()) {
+      if (c.child.exitCode === null) {
+        c.child.kill('SIGTERM');
+        await c.exited;
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const VOCAB = (() => {
+  const syll = ['ka', 'lo', 'mi', 'ser', 'tan', 'vo', 'rel', 'qui', 'pa', 'dor', 'nex', 'ul', 'bri', 'gan', 'fo', 'ze'];
+  const words: string[] = [];
+  for (const a of syll) for (const b of syll) for (const c of ['', 'n', 'ta', 'ry']) words.push(a + b + c);
+  return words; // 1,024 made-up words, so results depend on the index, not on English frequencies
+})();
+
+function sentence(rand: () => number, n: number): string {
+  // Zipf-like: low indexes far more often, as words in real text.
+  return Array.from({ length: n }, () => VOCAB[Math.floor(VOCAB.length * rand() ** 3)]!).join(' ');
+}
+
+async function searchBench(redis: TestRedis, fake: FakeOllama): Promise<void> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'abbs-'));
+  const server = await startServer({
+    config: loadConfig({ PORT: '0', AUTOBOT_DATA_DIR: dir, LOG_LEVEL: 'silent', REDIS_URL: redis.url, OLLAMA_URL: fake.url, AUTOBOT_INTERNAL_TOKEN: INTERNAL, AUTOBOT_RATE_LIMITS: LIMITS }),
+    catalogue: chatCatalogue,
+    logger: createLogger('silent'),
+    authenticate: testAuthenticator,
+  });
+  try {
+    let seed = 42;
+    const rand = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+    const chats = server.runtime.port(chatsContract);
+    const history = server.runtime.port(historyContract);
+    const as = <T>(fn: () => Promise<T>) => runWithContext({ requestId: 'bench', actor: userActor }, fn);
+    const chatIds: string[] = [];
+    for (let i = 0; i < 100; i++) chatIds.push((await as(() => chats.createChat({ title: `search bench ${i}` }))).id);
+    const TOTAL = 100_000;
+    const loadStart = Date.now();
+    const BATCH = 500;
+    for (let i = 0; i < TOTAL; i += BATCH) {
+      await as(() =>
+        Promise.all(
+          Array.from({ length: Math.min(BATCH, TOTAL - i) }, (_, j) =>
+            history.appendMessage({
+              message: {
+                id: `bm-${i + j}`,
+                chatId: chatIds[(i + j) % chatIds.length]!,
+                role: (i + j) % 2 ? 'assistant' : 'user',
+                content: sentence(rand, 8 + Math.floor(rand() * 30)),
+                status: 'complete',
+                createdAt: new Date().toISOString(),
+              },
+            }),
+          ),
+        ),
+      );
+    }
+    const loadMs = Date.now() - loadStart;
+    const queries = Array.from({ length: 200 }, (_, i) => {
+      // Words picked evenly from the vocabulary: searches look for distinctive words more than for "the".
+      const w = () => VOCAB[Math.floor(VOCAB.length * rand())]!;
+      return i % 4 === 0 ? `${w()}` : i % 4 === 1 ? `${w()} ${w()}` : i % 4 === 2 ? `${w().slice(0, 3)}*` : `"${w()} ${w()}"`;
+    });
+    const rest: number[] = [];
+    for (const q of queries.slice(0, 20)) await fetch(`${server.url}/api/v1/search/messages?q=${encodeURIComponent(q)}`, { headers: { authorization: `Bearer ${USER_TOKEN}` } });
+    for (const q of queries) {
+      const t0 = performance.now();
+      const res = await fetch(`${server.url}/api/v1/search/messages?q=${encodeURIComponent(q)}&limit=20`, { headers: { authorization: `Bearer ${USER_TOKEN}` } });
+      if (res.status !== 200) throw new Error(`search answered ${res.status}`);
+      await res.json();
+      rest.push(performance.now() - t0);
+    }
+    // Baseline: the same requests' fixed cost, GET /api/v1/chats?limit=1 (auth, routing, one port call).
+    const floor: number[] = [];
+    for (let i = 0; i < queries.length; i++) {
+      const t0 = performance.now();
+      await (await fetch(`${server.url}/api/v1/chats?limit=1`, { headers: { authorization: `Bearer ${USER_TOKEN}` } })).json();
+      floor.push(performance.now() - t0);
+    }
+    rows.push({
+      name: `GET /search/messages over 100k messages of one user (words, two words, prefix*, "phrase"), p50 / p99 (ms); loaded in ${fmt(loadMs / 1000, 1)} s`,
+      autobot: `${fmt(percentile(rest, 50), 2)} / ${fmt(percentile(rest, 99), 2)}`,
+      baseline: `${fmt(percentile(floor, 50), 2)} / ${fmt(percentile(floor, 99), 2)} (GET /chats?limit=1)`,
+      ratio: `${fmt(percentile(rest, 50) / percentile(floor, 50), 1)}x`,
+      target: 'p50 <= 20 ms',
+      met: percentile(rest, 50) <= 20,
+    });
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function run(): Promise<void> {
+  const fake = await startFakeOllama({ script: { tokens: Array.from({ length: TOKENS }, (_, i) => `tok${i} `) } });
+  const redis = await startTestRedis();
+  try {
+    const base = await baseline(fake);
+    const inProcess = await withChildren(redis, fake, false, (url) => chatLoad(fake, url));
+    report('(all modules in one process)', inProcess, base);
+    const lifted = await withChildren(redis, fake, true, (url) => chatLoad(fake, url));
+    report('(llm lifted into a second process)', lifted, base);
+    await searchBench(redis, fake);
+  } finally {
+    await redis.stop();
+    await fake.close();
+  }
+}

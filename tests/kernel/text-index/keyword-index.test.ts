@@ -1,0 +1,83 @@
+// The shared keyword index: partitions never see each other's documents; stemming, phrases, prefixes
+// and BM25 ranking; every instance on the same Redis follows the change log; a new instance loads the
+// snapshot and replays only the log after it; the log is trimmed behind the previous snapshot.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { createLogger } from '../../../src/kernel/log/logger.js';
+import { RedisConnections } from '../../../src/kernel/redis/redis-connections.js';
+import { KeywordIndex } from '../../../src/kernel/text-index/keyword-index.js';
+import { highlight, parseQuery } from '../../../src/kernel/text-index/analyzer.js';
+import { startTestRedis, type TestRedis } from '../../support/redis.js';
+
+let redis: TestRedis;
+let connections: RedisConnections;
+let conn: Redis;
+const logger = createLogger('silent');
+const open: KeywordIndex[] = [];
+
+beforeAll(async () => {
+  redis = await startTestRedis();
+  connections = new RedisConnections(redis.target, logger);
+  conn = connections.forModule('idx', 3);
+});
+afterAll(async () => {
+  for (const i of open) await i.stop();
+  await connections.closeAll();
+  await redis.stop();
+});
+
+async function index(name: string): Promise<KeywordIndex> {
+  const i = new KeywordIndex({ redis: conn, name, logger });
+  await i.start();
+  open.push(i);
+  return i;
+}
+
+describe('keyword index', () => {
+  it('ranks within a partition only, with stems, phrases and prefixes', async () => {
+    const i = await index('a');
+    await i.add('alice', [
+      { id: '1', text: 'Running shoes for running on trails', fields: { chatId: 'x' } },
+      { id: '2', text: 'I went for a run yesterday', fields: { chatId: 'y' } },
+      { id: '3', text: 'Trail mix recipes' },
+    ]);
+    await i.add('bob', [{ id: '9', text: 'running running running' }]);
+    expect(i.search('alice', 'runs').map((h) => h.id)).toEqual(['1', '2']);
+    expect(i.search('bob', 'runs').map((h) => h.id)).toEqual(['9']);
+    expect(i.search('alice', '"running shoes"').map((h) => h.id)).toEqual(['1']);
+    expect(i.search('alice', '"shoes running"')).toEqual([]);
+    expect(i.search('alice', 'trai*').map((h) => h.id).sort()).toEqual(['1', '3']);
+    expect(i.search('alice', 'runn*').map((h) => h.id)).toEqual(['1']);
+    expect(i.search('alice', 'run', { filter: (f) => f.chatId === 'y' }).map((h) => h.id)).toEqual(['2']);
+    // No document has both words: documents with some of them are ranked instead.
+    expect(i.search('alice', 'run recipes').map((h) => h.id).sort()).toEqual(['1', '2', '3']);
+    expect(i.search('alice', 'running')[0]!.highlight).toBe('<mark>Running</mark> shoes for <mark>running</mark> on trails');
+    await i.remove('alice', ['1']);
+    expect(i.search('alice', 'run').map((h) => h.id)).toEqual(['2']);
+  });
+
+  it('keeps every instance current through the log, and restarts from snapshot plus tail', async () => {
+    const one = await index('b');
+    const two = await index('b');
+    await one.add('p', [{ id: 'd1', text: 'quantum entanglement basics' }]);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(two.search('p', 'entangled').map((h) => h.id)).toEqual(['d1']);
+    await one.snapshot();
+    await one.add('p', [{ id: 'd2', text: 'quantum computing' }]);
+    await one.snapshot();
+    // Entries before the previous snapshot are trimmed; the snapshot covers them.
+    const first = (await conn.xrange('b:log', '-', '+'))[0]![0];
+    const snapId = await conn.hget('b:snapshot', 'id');
+    expect(first <= snapId!).toBe(true);
+    await one.add('p', [{ id: 'd3', text: 'quantum field theory' }]);
+    await one.drop('gone');
+    const three = await index('b');
+    expect(three.search('p', 'quantum').map((h) => h.id).sort()).toEqual(['d1', 'd2', 'd3']);
+    expect(three.size('p')).toBe(3);
+  });
+
+  it('parses queries and escapes snippets', () => {
+    expect(parseQuery('Cats "big dogs" comp*')).toEqual({ terms: ['big', 'dog', 'cat'], prefixes: ['comp'], phrases: ['big dogs'] });
+    expect(highlight('<b>cats</b> & dogs', parseQuery('cat'))).toBe('&lt;b&gt;<mark>cats</mark>&lt;/b&gt; &amp; dogs');
+  });
+});
