@@ -125,6 +125,16 @@ const LAUNCHERS: Record<string, { valueOptions: string[]; leading?: 'assignments
   unshare: { valueOptions: [] },
 };
 
+/** Launcher options naming a path: a file read or written, or the directory the command runs in. */
+const LAUNCHER_PATHS: Record<string, Record<string, PathRole | 'chdir'>> = {
+  env: { '-C': 'chdir', '--chdir': 'chdir' },
+  sudo: { '-D': 'chdir', '--chdir': 'chdir' },
+  time: { '-o': 'write', '--output': 'write' },
+  strace: { '-o': 'write' },
+  ltrace: { '-o': 'write' },
+  xargs: { '-a': 'read', '--arg-file': 'read' },
+};
+
 /** Options whose value is a file the program writes, whatever the program (long `--name=value` form). */
 const WRITE_OPTIONS = new Set(['--output', '--output-file', '--output-document', '--out', '--outfile', '--log-file', '--logfile', '--target-directory', '--directory-prefix', '--dest', '--destination', '--save', '--save-cookies', '--cookie-jar']);
 /** Per program: options whose next argument is a path, and whether it is written. */
@@ -443,6 +453,7 @@ function classifyLauncher(name: string, args: string[], spec: (typeof LAUNCHERS)
   const findings: Finding[] = [
     own && riskRank(own.risk) > RANK.high ? { risk: own.risk, reason: `${name} ${own.reason}` } : { risk: 'high', reason: `${name} runs another command` },
   ];
+  let innerCtx = ctx;
   let i = 0;
   while (i < args.length) {
     const a = args[i]!;
@@ -451,6 +462,15 @@ function classifyLauncher(name: string, args: string[], spec: (typeof LAUNCHERS)
       break;
     }
     if (isOption(a)) {
+      const eq = a.indexOf('=');
+      const optName = eq > 0 ? a.slice(0, eq) : a;
+      const role = LAUNCHER_PATHS[name]?.[optName];
+      const value = eq > 0 ? a.slice(eq + 1) : spec.valueOptions.includes(a) ? args[i + 1] : undefined;
+      if (role && value !== undefined) {
+        findings.push(...checkPath(value, role === 'chdir' ? 'read' : role, ctx, `${optName} ${value}`));
+        // The launched command runs from there: its relative paths are judged from there.
+        if (role === 'chdir') innerCtx = { ...ctx, cwd: realTarget(ctx.cwd, value) };
+      }
       if ((name === 'su' || name === 'runuser' || name === 'script') && (a === '-c' || a === '--command') && i + 1 < args.length) {
         findings.push(...classifyScript(args[i + 1]!, ctx, depth + 1));
       }
@@ -466,14 +486,18 @@ function classifyLauncher(name: string, args: string[], spec: (typeof LAUNCHERS)
     }
     break;
   }
-  if (spec.leading === 'one-operand' && i < args.length) i++;
+  if (spec.leading === 'one-operand' && i < args.length) {
+    // flock's lock file is created; chroot's new root is judged by chroot's own (critical) class.
+    if (name === 'flock') findings.push(...checkPath(args[i]!, 'write', ctx, args[i]!));
+    i++;
+  }
   const inner = args.slice(i);
   if (name === 'watch' && inner.length) {
-    findings.push(...classifyScript(inner.join(' '), ctx, depth + 1));
+    findings.push(...classifyScript(inner.join(' '), innerCtx, depth + 1));
   } else if (inner.length) {
-    findings.push(...classifyArgv(inner, ctx, depth + 1));
+    findings.push(...classifyArgv(inner, innerCtx, depth + 1));
   } else if (name === 'xargs') {
-    findings.push(...classifyArgv(['echo'], ctx, depth + 1));
+    findings.push(...classifyArgv(['echo'], innerCtx, depth + 1));
   }
   return findings;
 }
