@@ -107,7 +107,12 @@ export function mountContractRoutes(app: Express, opts: ContractRoutesOptions): 
           }
           const request: RouteRequest = { params: req.params as Record<string, string>, query: req.query as Record<string, unknown>, body: req.body };
           const input = route.input ? route.input(request) : defaultInput(request, route);
-          const ctx = { ...currentContext()!, ...(actor ? { actor } : {}), deadline: Date.now() + timeoutMs };
+          // A client that hangs up aborts the work done for it (a generation, a search) down every call.
+          const hangUp = new AbortController();
+          res.on('close', () => {
+            if (!res.writableFinished) hangUp.abort(new ContractError('unavailable', 'the client closed the connection', { cancelled: true }));
+          });
+          const ctx = { ...currentContext()!, ...(actor ? { actor } : {}), deadline: Date.now() + timeoutMs, signal: hangUp.signal };
           if (op.kind === 'download') {
             // Bytes, not JSON: the deadline bounds the head, the body streams at the reader's pace.
             await writeDownload(res, (await runWithContext(ctx, () => fn(input))) as Download);

@@ -79,6 +79,20 @@ describe('POST /llm/completion', () => {
   });
 });
 
+describe('hang-ups', () => {
+  it('a client hanging up on a JSON completion also closes the request to Ollama', async () => {
+    fake.script({ tokens: Array.from({ length: 500 }, () => 'x'), tokenDelayMs: 10 });
+    const seq = fake.lastSeq();
+    const ac = new AbortController();
+    const call = post('/llm/completion', { prompt: 'long' }, USER_TOKEN, ac.signal).catch(() => undefined);
+    await expect.poll(() => fake.chats().find((r) => r.seq > seq)?.tokensSent ?? 0).toBeGreaterThan(0);
+    ac.abort();
+    await call;
+    const rec = await fake.waitForAbort(2_000, seq);
+    expect(rec.tokensSent).toBeLessThan(500);
+  });
+});
+
 describe('other routes', () => {
   it('OpenAPI lists every llm route, the completion with its NDJSON alternative and its stream switch', async () => {
     const doc = (await (await fetch(api('/openapi.json'))).json()) as { paths: Record<string, Record<string, any>> }; // eslint-disable-line @typescript-eslint/no-explicit-any -- a JSON document walked in a test
