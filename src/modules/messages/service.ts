@@ -371,11 +371,12 @@ export class MessagesService implements Handlers<typeof messagesContract> {
       ...(outcome.error ? { error: outcome.error } : {}),
     });
     const final = r.message;
+    // The chat is free for the next message as soon as the answer is final, before anyone is told:
+    // a client answering message:completed with its next message must not meet a 409.
+    await this.store.release(turn.chatId, turn.turnId);
     if (final.status === 'failed') this.emit(turn, 'message:failed', this.failedPayload(turn.turnId, final));
     else this.emit(turn, 'message:completed', { message: final });
     this.status(turn, final.status === 'complete' ? 'completed' : final.status, 'complete');
-    // The chat is free for the next message as soon as the answer is final.
-    await this.store.release(turn.chatId, turn.turnId);
     return { status: final.status as 'complete' | 'stopped' | 'failed', messageCount: r.messageCount, lastActivityAt: new Date().toISOString() };
   }
 
