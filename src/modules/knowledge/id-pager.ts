@@ -15,6 +15,7 @@ class DescendingIds {
     private readonly redis: Redis,
     private readonly key: string,
     cursor: string | undefined,
+    private readonly batch: number,
   ) {
     this.after = cursor;
   }
@@ -22,8 +23,8 @@ class DescendingIds {
   async head(): Promise<string | undefined> {
     if (this.buffer.length === 0 && !this.exhausted) {
       const max = this.after === undefined ? '+' : `(${this.after}`;
-      this.buffer = await this.redis.zrevrangebylex(this.key, max, '-', 'LIMIT', 0, BATCH);
-      if (this.buffer.length < BATCH) this.exhausted = true;
+      this.buffer = await this.redis.zrevrangebylex(this.key, max, '-', 'LIMIT', 0, this.batch);
+      if (this.buffer.length < this.batch) this.exhausted = true;
       const last = this.buffer[this.buffer.length - 1];
       if (last !== undefined) this.after = last;
     }
@@ -36,8 +37,8 @@ class DescendingIds {
 }
 
 /** Ids from all `keys`, newest first, each once, strictly older than `cursor`. */
-async function* mergedIds(redis: Redis, keys: string[], cursor: string | undefined): AsyncGenerator<string> {
-  const sources = [...new Set(keys)].map((k) => new DescendingIds(redis, k, cursor));
+async function* mergedIds(redis: Redis, keys: string[], cursor: string | undefined, batch: number): AsyncGenerator<string> {
+  const sources = [...new Set(keys)].map((k) => new DescendingIds(redis, k, cursor, batch));
   for (;;) {
     const heads = await Promise.all(sources.map((s) => s.head()));
     let top: string | undefined;
@@ -57,6 +58,8 @@ export interface PageRequest<T> {
   /** Loads the records of some ids (missing ones as undefined): one round trip per batch. */
   load: (ids: string[]) => Promise<(T | undefined)[]>;
   keep: (record: T) => boolean;
+  /** Whether `keep` is expected to reject records (a filter): then ids are read in larger batches. */
+  selective: boolean;
   /** Records read at most for one page. */
   scanBudget: number;
 }
@@ -66,7 +69,8 @@ export async function pageOf<T extends { id: string }>(redis: Redis, req: PageRe
   let scanned = 0;
   let lastScanned: string | undefined;
   let batch: string[] = [];
-  const ids = mergedIds(redis, req.keys, req.cursor);
+  // Unfiltered, a page needs limit + 1 ids (the one more says whether a next page exists).
+  const ids = mergedIds(redis, req.keys, req.cursor, req.selective ? BATCH : Math.min(BATCH, req.limit + 1));
 
   /** Loads and filters the batch; true once the page is full (ids after the last item are left unread). */
   let leftover = false;

@@ -182,6 +182,8 @@ export class KnowledgeService implements Handlers<typeof knowledgeContract> {
       cursor: input.cursor,
       load: (ids) => this.facts.getMany(ids),
       scanBudget: SCAN_BUDGET,
+      // Unfiltered, every id read from the caller's and the shared set is kept.
+      selective: Boolean(input.tag || input.q || input.categoryId),
       keep: (f) => {
         if (f.ownerId !== actor.id && !f.shared) return false;
         if (input.tag && !f.tags.includes(input.tag)) return false;
@@ -330,6 +332,7 @@ export class KnowledgeService implements Handlers<typeof knowledgeContract> {
       cursor: input.cursor,
       load: (ids) => this.entities.getEntities(ids),
       scanBudget: SCAN_BUDGET,
+      selective: Boolean(q),
       keep: (e) => e.ownerId === actor.id && (!q || e.name.normalize('NFKC').toLowerCase().includes(q)),
     });
     return { items: page.items.map(entityView), nextCursor: page.nextCursor };
