@@ -484,7 +484,8 @@ export class TerminalService implements Handlers<typeof terminalContract> {
   async decideApproval({ approvalId, approve, remember }: { approvalId: string; approve: boolean; remember?: boolean }) {
     const actor = signedIn();
     const a = await this.visibleApproval(actor, approvalId);
-    if (a.needsAdmin && !isAdmin(actor)) throw new ContractError('forbidden', `this approval needs an admin: the command is ${a.risk}`);
+    // The owner may withdraw (deny) their own critical request, only an admin may approve it.
+    if (a.needsAdmin && approve && !isAdmin(actor)) throw new ContractError('forbidden', `this approval needs an admin: the command is ${a.risk}`);
     if (a.status !== 'pending') throw new ContractError('conflict', `the approval is already ${a.status}`);
     const outcome = await this.approvals.decide(a, approve ? 'approved' : 'denied', actor.id, approve && remember === true);
     if (!outcome) throw new ContractError('not_found', 'no such approval');

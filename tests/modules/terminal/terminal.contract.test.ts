@@ -297,6 +297,7 @@ describe.each(bindingKinds)('terminal contract (%s binding)', (kind) => {
     });
 
     it('needs an admin for a critical command; admins see those waiting for them', async () => {
+      await run(carol, 'pwd'); // the workspace exists from the first command on
       writeFileSync(path.join(workspaceOf(carol), 'in.bin'), 'payload');
       const held = await run(carol, 'dd if=in.bin of=out.bin');
       expect(held).toMatchObject({ risk: 'critical', status: 'pending_approval' });
@@ -310,6 +311,11 @@ describe.each(bindingKinds)('terminal contract (%s binding)', (kind) => {
       await as(admin, () => terminal.decideApproval({ approvalId: held.approvalId!, approve: true }));
       expect(await finished(carol, held.id)).toMatchObject({ status: 'completed' });
       expect(readFileSync(path.join(workspaceOf(carol), 'out.bin'), 'utf8')).toBe('payload');
+      // The owner may still withdraw a critical request of their own.
+      const withdrawn = await run(carol, 'dd if=in.bin of=again.bin');
+      const denied = await as(carol, () => terminal.decideApproval({ approvalId: withdrawn.approvalId!, approve: false }));
+      expect(denied.execution).toMatchObject({ status: 'denied' });
+      expect(existsSync(path.join(workspaceOf(carol), 'again.bin'))).toBe(false);
     });
 
     it('takes exactly one of two racing decisions, and runs the command once', async () => {
