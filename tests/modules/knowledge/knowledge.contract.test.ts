@@ -666,6 +666,15 @@ describe('knowledge REST routes', () => {
     await expectErrorEnvelope(await http.request('GET', `/knowledge/facts/${fact.id}`, { token: aliceToken }), 404, 'not_found');
   });
 
+  it('makes one fact out of parallel identical POSTs: one 201, the rest 409 naming it', async () => {
+    const content = `Parallel REST fact ${randomUUID()}`;
+    const responses = await Promise.all(Array.from({ length: 10 }, () => http.request('POST', '/knowledge/facts', { token: bobToken, body: { content } })));
+    const created = responses.filter((r) => r.status === 201);
+    expect(created).toHaveLength(1);
+    const { id } = (await created[0]!.json()) as { id: string };
+    for (const res of responses.filter((r) => r.status !== 201)) expect((await expectErrorEnvelope(res, 409, 'conflict')).details).toEqual({ existingId: id });
+  });
+
   it("answers 404 for another user's fact, and 403 to a non-admin sharing", async () => {
     const res = await http.request('POST', '/knowledge/facts', { token: aliceToken, body: { content: 'Private over REST' } });
     const fact = (await res.json()) as { id: string };
