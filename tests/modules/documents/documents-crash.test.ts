@@ -56,7 +56,7 @@ it('finishes every document after the process running the pipeline is killed mid
     method: 'PATCH',
     headers: { ...bearer(ADMIN_TOKEN), 'content-type': 'application/json' },
     // Short job leases so the survivor takes over quickly; small batches so the pipeline is long.
-    body: JSON.stringify({ documents: { jobLockMs: 1000, stalledCheckMs: 300, concurrency: 2, embedBatchSize: 2, chunkSize: 300, chunkOverlap: 50 } }),
+    body: JSON.stringify({ documents: { jobLockMs: 1000, stalledCheckMs: 300, concurrency: 2, embedBatchSize: 4, chunkSize: 500, chunkOverlap: 50 } }),
   });
   expect(patch.status).toBe(200);
   first.child.kill('SIGTERM');

@@ -1,9 +1,8 @@
-// An AutoBot for the documents tests: config, files, documents and embeddings (the real module when
-// the program has it, with the accelerator it may need; a Redis-backed stand-in otherwise).
+// An AutoBot for the documents tests: config, files, documents and the real embeddings module (with the
+// accelerator and llm modules it depends on; its default provider is the built-in embedder).
 import { randomUUID } from 'node:crypto';
 import type { AnyModule } from '../../../../src/kernel/module/define-module.js';
 import { runWithContext, type Actor } from '../../../../src/kernel/context/request-context.js';
-import { catalogue } from '../../../../src/modules/catalogue.js';
 import { configModule } from '../../../../src/modules/config/module.js';
 import { configContract } from '../../../../src/modules/config/contract.js';
 import { filesModule } from '../../../../src/modules/files/module.js';
@@ -11,15 +10,15 @@ import { documentsModule } from '../../../../src/modules/documents/module.js';
 import { documentsContract, type DocumentView } from '../../../../src/modules/documents/contract.js';
 import { embeddingsContract } from '../../../../src/modules/embeddings/contract.js';
 import type { Port } from '../../../../src/kernel/contract/define.js';
-import { embeddingsDoubleModule } from './embeddings-double.js';
+import { embeddingsModule } from '../../../../src/modules/embeddings/module.js';
+import { acceleratorModule } from '../../../../src/modules/accelerator/module.js';
+import { llmModule } from '../../../../src/modules/llm/module.js';
 import { adminActor } from '../../../support/test-auth.js';
 import type { TestApp } from '../../../support/app.js';
 
-export const realEmbeddings = catalogue.find((m) => m.contract.id === 'embeddings');
-
+/** The real embeddings module (built-in embedder by default) and what it depends on. */
 export function documentsCatalogue(): AnyModule[] {
-  const extra = catalogue.filter((m) => m.contract.id === 'accelerator' || m.contract.id === 'llm');
-  return [configModule, filesModule, documentsModule, realEmbeddings ?? embeddingsDoubleModule, ...extra];
+  return [configModule, filesModule, documentsModule, embeddingsModule, acceleratorModule, llmModule];
 }
 
 export const as = <T>(actor: Actor, fn: () => Promise<T>): Promise<T> => runWithContext({ requestId: randomUUID(), actor }, fn);
