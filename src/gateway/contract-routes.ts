@@ -12,6 +12,7 @@ import { bearerToken } from './authenticator.js';
 import type { Credentials } from './credentials.js';
 import { sendError } from './error-envelope.js';
 import type { RateLimits } from './rate-limit.js';
+import { wantsEventStream, writeSse } from './sse-response.js';
 
 export interface ContractRoutesOptions {
   /** Where the REST surface lives, e.g. /api/v1. */
@@ -116,6 +117,15 @@ export function mountContractRoutes(app: Express, opts: ContractRoutesOptions): 
           if (op.kind === 'download') {
             // Bytes, not JSON: the deadline bounds the head, the body streams at the reader's pace.
             await writeDownload(res, (await runWithContext(ctx, () => fn(input))) as Download);
+            return;
+          }
+          if (route.sse && wantsEventStream(req)) {
+            // The same input, answered as server-sent events by the route's stream operation; its own
+            // timeout bounds the stream (a chat turn outlives the 202 answer's deadline).
+            const sse = port?.[route.sse] as ((input: unknown) => AsyncIterable<unknown>) | undefined;
+            if (!sse) throw new ContractError('unavailable', `module "${contract.id}" is not bound`);
+            const sseCtx = { ...ctx, deadline: Date.now() + (contract.operations as Operations)[route.sse]!.timeoutMs };
+            await writeSse(res, runWithContext(sseCtx, () => sse(input)), sseCtx, (ce) => sendError(res, ce));
             return;
           }
           if (route.stream?.when(request)) {

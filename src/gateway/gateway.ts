@@ -20,6 +20,7 @@ import { errorHandler, sendError } from './error-envelope.js';
 import { buildOpenApi } from './openapi.js';
 import { defaultBudgets, RateLimits } from './rate-limit.js';
 import { createSocketServer } from './socket-server.js';
+import { mountSocketCommands } from './socket-commands.js';
 
 export interface GatewayOptions {
   runtime: Runtime;
@@ -164,6 +165,8 @@ export function createGateway(opts: GatewayOptions): Gateway {
     sub: connections.blocking('socket.io-sub'),
     logger,
   });
+  // Commands the contracts declare (chat:join, message:send, …), called as the socket's user.
+  mountSocketCommands(io, { contracts, port: portOf, logger });
   return { app, server, io, inFlight: () => inFlight };
 }
 
