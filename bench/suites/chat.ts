@@ -22,7 +22,7 @@ import { freePort, spawnApp, type ChildApp } from '../../tests/support/process.j
 import { startTestRedis, type TestRedis } from '../../tests/support/redis.js';
 import { testAuthenticator, USER_TOKEN, userActor } from '../../tests/support/test-auth.js';
 import { chatCatalogue } from '../../tests/modules/messages/chat-app.js';
-import { fmt, percentile, rows } from '../lib.js';
+import { cpuMs, fmt, percentile, rows } from '../lib.js';
 
 const USERS = 20;
 const TOKENS = 50;
@@ -34,6 +34,8 @@ const LIMITS = JSON.stringify({ default: { points: 10_000_000, durationS: 60 }, 
 
 interface LoadResult {
   turnsPerS: number;
+  /** CPU (user + system) of the AutoBot process(es) per completed turn, over the measured window. */
+  cpuMsPerTurn?: number;
   ttft: number[];
   relay: number[];
   failed: number;
@@ -85,7 +87,7 @@ async function baseline(fake: FakeOllama): Promise<LoadResult> {
   return { turnsPerS: done / ((Date.now() - startedMeasure) / 1000), ttft, relay, failed: 0 };
 }
 
-async function chatLoad(fake: FakeOllama, url: string): Promise<LoadResult> {
+async function chatLoad(fake: FakeOllama, url: string, pids: number[]): Promise<LoadResult> {
   const sockets: Socket[] = [];
   const writtenAt = writeClock(fake);
   const ttft: number[] = [];
@@ -115,7 +117,12 @@ async function chatLoad(fake: FakeOllama, url: string): Promise<LoadResult> {
       }),
     );
     const stopAt = Date.now() + WARMUP_MS + DURATION_MS;
-    setTimeout(() => (measuring = true), WARMUP_MS);
+    const cpu = () => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
+    let cpuAtStart = 0;
+    setTimeout(() => {
+      measuring = true;
+      cpuAtStart = cpu();
+    }, WARMUP_MS);
     const startedMeasure = Date.now() + WARMUP_MS;
     let n = 0;
     await Promise.all(
@@ -155,7 +162,8 @@ async function chatLoad(fake: FakeOllama, url: string): Promise<LoadResult> {
         }
       }),
     );
-    return { turnsPerS: done / ((Date.now() - startedMeasure) / 1000), ttft, relay, failed };
+    const cpuUsed = cpu() - cpuAtStart;
+    return { turnsPerS: done / ((Date.now() - startedMeasure) / 1000), cpuMsPerTurn: done ? cpuUsed / done : undefined, ttft, relay, failed };
   } finally {
     for (const s of sockets) s.close();
   }
@@ -171,6 +179,17 @@ function report(label: string, r: LoadResult, base: LoadResult): void {
     target: '>= 100 turns/s',
     met: r.turnsPerS >= 100,
   });
+  if (r.cpuMsPerTurn !== undefined) {
+    // Steadier than turns/s on a shared machine: what one turn costs the server, whatever else runs.
+    rows.push({
+      name: `chat ${label}: server CPU per completed turn (ms, user + system of the AutoBot process(es))`,
+      autobot: fmt(r.cpuMsPerTurn, 2),
+      baseline: `${fmt(1000 / r.cpuMsPerTurn, 0)} turns/s per core at this cost`,
+      ratio: '-',
+      target: '<= 10 ms (100 turns/s on one core)',
+      met: r.cpuMsPerTurn <= 10,
+    });
+  }
   const addedTtft = p(r.ttft, 50) - p(base.ttft, 50);
   rows.push({
     name: `chat ${label}: time to first token, POST → first message:delta, p50 (ms)`,
@@ -192,7 +211,7 @@ function report(label: string, r: LoadResult, base: LoadResult): void {
   });
 }
 
-async function withChildren<T>(redis: TestRedis, fake: FakeOllama, lifted: boolean, fn: (url: string) => Promise<T>): Promise<T> {
+async function withChildren<T>(redis: TestRedis, fake: FakeOllama, lifted: boolean, fn: (url: string, pids: number[]) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(path.join(tmpdir(), 'abbc-'));
   const children: ChildApp[] = [];
   const common = { REDIS_URL: redis.url, OLLAMA_URL: fake.url, AUTOBOT_DATA_DIR: dir, AUTOBOT_INTERNAL_TOKEN: INTERNAL, AUTOBOT_RATE_LIMITS: LIMITS, LOG_LEVEL: 'warn' };
@@ -205,7 +224,7 @@ async function withChildren<T>(redis: TestRedis, fake: FakeOllama, lifted: boole
     }
     const main = await spawnApp(env, { script: MAIN, timeoutMs: 60_000 });
     children.push(main);
-    return await fn(main.url);
+    return await fn(main.url, children.map((c) => c.child.pid!));
   } finally {
     for (const c of children.reverse()) {
       if (c.child.exitCode === null) {
@@ -307,9 +326,9 @@ export async function run(): Promise<void> {
   const redis = await startTestRedis();
   try {
     const base = await baseline(fake);
-    const inProcess = await withChildren(redis, fake, false, (url) => chatLoad(fake, url));
+    const inProcess = await withChildren(redis, fake, false, (url, pids) => chatLoad(fake, url, pids));
     report('(all modules in one process)', inProcess, base);
-    const lifted = await withChildren(redis, fake, true, (url) => chatLoad(fake, url));
+    const lifted = await withChildren(redis, fake, true, (url, pids) => chatLoad(fake, url, pids));
     report('(llm lifted into a second process)', lifted, base);
     await searchBench(redis, fake);
   } finally {
