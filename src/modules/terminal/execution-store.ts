@@ -45,4 +45,9 @@ export class ExecutionStore {
     if (set === 'OK') return undefined;
     return (await this.redis.get(`exec-key:${key}`)) ?? undefined;
   }
+
+  /** Gives a claimed key back when the call it was claimed for was refused before recording anything. */
+  async releaseKey(key: string, id: string): Promise<void> {
+    if ((await this.redis.get(`exec-key:${key}`)) === id) await this.redis.del(`exec-key:${key}`);
+  }
 }

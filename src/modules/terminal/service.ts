@@ -180,6 +180,8 @@ export class TerminalService implements Handlers<typeof terminalContract> {
     }
     const p = this.prepare(actor, input.command, input.cwd);
     const { risk, reason } = p.classification;
+    // An approval given must fit before anything is claimed or recorded.
+    const approval = input.approvalId && risk !== 'forbidden' ? await this.checkApproval(actor, input.approvalId, p.fingerprint) : undefined;
     const id = newExecutionId();
     const key = currentContext()?.idempotencyKey;
     if (key) {
@@ -197,6 +199,7 @@ export class TerminalService implements Handlers<typeof terminalContract> {
       createdAt: new Date().toISOString(),
       pipeline: p.classification.pipeline,
       timeoutMs,
+      ...(approval ? { approvalId: approval.id } : {}),
     };
 
     const missing = p.classification.pipeline.map((argv) => argv[0]!).find((program) => !locateProgram(program, p.cwd));
@@ -207,18 +210,17 @@ export class TerminalService implements Handlers<typeof terminalContract> {
       return this.finishWithout(exec, 'failed', `${missing}: command not found${note}\n`, actor.id, 'not_run');
     }
 
-    let approver: string | undefined;
     let decision: Decision;
     if (input.approvalId) {
-      if (risk === 'forbidden') decision = 'refused';
-      else {
-        approver = await this.useApproval(actor, input.approvalId, p.fingerprint);
-        exec.approvalId = input.approvalId;
-        decision = 'allowed';
+      decision = risk === 'forbidden' ? 'refused' : 'allowed';
+      if (approval && !(await this.approvals.markUsed(approval.id))) {
+        if (key) await this.executions.releaseKey(key, id);
+        throw new ContractError('conflict', 'the approval has been used already');
       }
     } else {
       decision = await this.decide(actor, risk, p.fingerprint);
     }
+    const approver = approval ? (approval.decidedBy ?? approval.ownerId) : undefined;
 
     if (decision === 'refused') return this.finishWithout(exec, 'denied', undefined, actor.id, 'refused');
     if (decision === 'pending') return this.hold(actor, exec, p);
@@ -307,16 +309,16 @@ export class TerminalService implements Handlers<typeof terminalContract> {
     return approval;
   }
 
-  /** Checks that an approval lets the caller run this command now, and spends it. Answers the approver. */
-  private async useApproval(actor: UserActor, approvalId: string, fingerprint: string): Promise<string> {
+  /** Checks that an approval lets the caller run this command now (spending it is the caller's next step). */
+  private async checkApproval(actor: UserActor, approvalId: string, fingerprint: string): Promise<StoredApproval> {
     const a = await this.visibleApproval(actor, approvalId, true);
     if (a.status !== 'approved') throw new ContractError('conflict', `the approval is ${a.status}`);
     if (a.executionId) throw new ContractError('conflict', 'this approval belongs to a held execution, which runs on its own once approved');
     if (!a.pipeline || commandFingerprint(a.pipeline, a.cwd ?? '.') !== fingerprint) {
       throw new ContractError('conflict', 'the approval was given for another command (or another working directory)');
     }
-    if (!(await this.approvals.markUsed(a.id))) throw new ContractError('conflict', 'the approval has been used already');
-    return a.decidedBy ?? a.ownerId;
+    if (a.usedAt) throw new ContractError('conflict', 'the approval has been used already');
+    return a;
   }
 
   /** Runs a stored execution to its end, records the result, audits it and tells its owner. */
