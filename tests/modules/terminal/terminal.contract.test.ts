@@ -235,8 +235,8 @@ describe.each(bindingKinds)('terminal contract (%s binding)', (kind) => {
       symlinkSync('/etc', path.join(ws, 'etc-link'));
       mkdirSync(path.join(ws, 'sub'));
       const outside = path.join(app.dataDir, `outside-${randomUUID()}`);
-      const reads = ['cat /etc/hostname', 'cat ../../../../etc/hostname', 'cat etc-link/hostname', 'ls ..', `ls ${app.dataDir}`, 'head sub/../../u-user/bg.pid', 'grep -r root /etc/passwd'];
-      const writes = [`touch ${outside}`, `mkdir ../escape-${randomUUID()}`, 'touch etc-link/pwned', `cp sub ${outside}`, `curl -o ${outside} http://127.0.0.1:1/`, `curl --output=${outside} http://127.0.0.1:1/`, `tee ${outside}`, `sort -o ${outside} x`];
+      const reads = ['cat /etc/hostname', 'cat ../../../../etc/hostname', 'cat etc-link/hostname', 'ls ..', `ls ${app.dataDir}`, 'head sub/../../u-user/bg.pid', 'grep -r root /etc/passwd', 'cat -- /etc/hostname', 'grep -f/etc/passwd x'];
+      const writes = [`touch ${outside}`, `mkdir ../escape-${randomUUID()}`, 'touch etc-link/pwned', `cp sub ${outside}`, `curl -o ${outside} http://127.0.0.1:1/`, `curl --output=${outside} http://127.0.0.1:1/`, `tee ${outside}`, `sort -o ${outside} x`, 'touch -- ../escape', `curl -so ${outside} http://127.0.0.1:1/`];
       for (const command of reads) {
         const e = await run(bob, command);
         // Reading outside is high: it waits for the user's decision instead of running.
