@@ -193,6 +193,8 @@ describe('role matrix of every admin route', () => {
     // The 401/403 answers on the same URL prove the route matched, so the admin's 404 is the operation's.
     'GET /sagas/:id': async () => ({ params: { id: 'no-such-saga' }, adminStatus: 404 }),
     'GET /events/dead': async () => ({}),
+    // Answers whatever Ollama is doing here (usually none reachable: hosts reported down), always 200.
+    'GET /llm/providers': async () => ({}),
   };
 
   let user: TokenPair;
