@@ -159,8 +159,8 @@ describe('Ollama unreachable', () => {
       expect(res.status).toBe(503);
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe('unavailable');
       expect(Date.now() - started).toBeLessThan(5_000);
-      const health = (await (await fetch(`${other.url}/api/v1/health`)).json()) as { modules: Record<string, { status: string }> };
-      expect(health.modules.llm?.status).toBe('down');
+      const health = (await (await fetch(`${other.url}/api/v1/health`)).json()) as { modules: Record<string, { status: string; detail?: string }> };
+      expect(health.modules.llm).toMatchObject({ status: 'degraded', detail: expect.stringContaining('0 of 1 Ollama hosts up') });
     } finally {
       await other.stop();
     }
