@@ -2,7 +2,7 @@
 // (search with highlights), export (JSON, Markdown) and conversation analytics. The chat turn
 // (`messages`) writes here: the user message, the assistant message while it streams, its final state.
 import { z } from 'zod';
-import { defineContract, operation } from '../../kernel/contract/index.js';
+import { defineContract, downloadOperation, operation } from '../../kernel/contract/index.js';
 import { chatView } from '../chats/contract.js';
 
 export const messageRole = z.enum(['user', 'assistant', 'tool', 'system']);
@@ -145,6 +145,12 @@ export const historyContract = defineContract({
       idempotent: true,
       timeoutMs: 30_000,
     }),
+    downloadExport: downloadOperation({
+      input: z.object({ id, format: z.enum(['json', 'markdown']).default('json') }),
+      timeoutMs: 30_000,
+      mediaTypes: ['application/json', 'text/markdown'],
+      summary: 'The export as a file (Content-Disposition: attachment): JSON or Markdown',
+    }),
     searchMessages: operation({
       input: z.object({
         q: z.string().trim().min(1).max(500),
@@ -169,7 +175,7 @@ export const historyContract = defineContract({
   routes: [
     { method: 'GET', path: '/messages/:chatId', operation: 'listMessages', auth: 'user' },
     { method: 'GET', path: '/history/:chatId', operation: 'listMessages', auth: 'user' },
-    { method: 'GET', path: '/chats/:id/export', operation: 'exportChat', auth: 'user' },
+    { method: 'GET', path: '/chats/:id/export', operation: 'downloadExport', auth: 'user' },
     { method: 'GET', path: '/search/messages', operation: 'searchMessages', auth: 'user' },
     { method: 'GET', path: '/analytics/conversations', operation: 'conversationAnalytics', auth: 'user' },
   ],

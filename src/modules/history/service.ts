@@ -1,7 +1,7 @@
 // The history module's operations: messages are the caller's own (their owner is the actor that
 // wrote them); reading a chat's transcript first asks `chats` whether the chat is the caller's.
 import { inject, injectable } from 'tsyringe';
-import type { Handlers, Port } from '../../kernel/contract/define.js';
+import type { Download, Handlers, Port } from '../../kernel/contract/define.js';
 import { ContractError, isContractError } from '../../kernel/contract/errors.js';
 import { currentContext, type Actor } from '../../kernel/context/request-context.js';
 import { chatsContract, type ChatView } from '../chats/contract.js';
@@ -117,6 +117,21 @@ export class HistoryService implements Handlers<typeof historyContract> {
       return { format, filename: `${base}.md`, exportedAt, chat, content: renderMarkdown(chat, messages, exportedAt) };
     }
     return { format, filename: `${base}.json`, exportedAt, chat, messages };
+  }
+
+  async downloadExport(input: { id: string; format: 'json' | 'markdown' }): Promise<Download> {
+    const out = await this.exportChat(input);
+    const text = out.format === 'markdown' ? out.content! : `${JSON.stringify({ exportedAt: out.exportedAt, chat: out.chat, messages: out.messages }, null, 2)}\n`;
+    const bytes = Buffer.from(text, 'utf8');
+    return {
+      contentType: out.format === 'markdown' ? 'text/markdown; charset=utf-8' : 'application/json; charset=utf-8',
+      size: bytes.length,
+      fileName: out.filename,
+      disposition: 'attachment',
+      body: (async function* () {
+        yield bytes;
+      })(),
+    };
   }
 
   async searchMessages(input: { q: string; chatId?: string; limit: number }) {

@@ -10,7 +10,7 @@ import type { TestApp } from '../../support/app.js';
 import { bindingKinds, portFor } from '../../support/bindings.js';
 import { startFakeOllama, type FakeOllama } from '../../support/fake-ollama.js';
 import { startTestRedis, type TestRedis } from '../../support/redis.js';
-import { adminActor, userActor } from '../../support/test-auth.js';
+import { ADMIN_TOKEN, USER_TOKEN, adminActor, bearer, userActor } from '../../support/test-auth.js';
 import { as, refusal, startChatApp } from '../messages/chat-app.js';
 
 let redis: TestRedis;
@@ -123,6 +123,22 @@ describe.each(bindingKinds)('history contract (%s binding)', (kind) => {
     expect(md.content).toMatch(/^# Export me\n/);
     expect(md.content).toMatch(/## You\n\n_.*_\n\nQuestion\?\n\n## Assistant\n\n_.* · gemma:2b_\n\nAnswer\./);
     expect(await refusal(as(adminActor, () => history.exportChat({ id: chat.id, format: 'json' })))).toMatchObject({ code: 'not_found' });
+
+    // The same as a file download: over the port, and over REST as GET /chats/:id/export.
+    const file = await as(alice, () => history.downloadExport({ id: chat.id, format: 'markdown' }));
+    expect(file).toMatchObject({ contentType: 'text/markdown; charset=utf-8', fileName: 'Export-me.md', disposition: 'attachment' });
+    const parts: Buffer[] = [];
+    for await (const part of file.body) parts.push(Buffer.from(part));
+    expect(Buffer.concat(parts).toString('utf8')).toMatch(/^# Export me\n/);
+    const res = await fetch(`${app.url}/api/v1/chats/${chat.id}/export?format=json`, { headers: bearer(USER_TOKEN) });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(res.headers.get('content-disposition')).toMatch(/^attachment; filename="Export-me.json"/);
+    const body = (await res.json()) as { chat: { id: string }; messages: { content: string }[] };
+    expect(body.chat.id).toBe(chat.id);
+    expect(body.messages.map((m) => m.content)).toEqual(['Question?', 'Answer.']);
+    const other = await fetch(`${app.url}/api/v1/chats/${chat.id}/export`, { headers: bearer(ADMIN_TOKEN) });
+    expect(other.status).toBe(404);
   });
 
   it('reports analytics of the caller’s conversations; scope=all is for admins', async () => {
