@@ -30,6 +30,8 @@ export interface KeywordHit {
 export interface KeywordSearchOptions {
   limit?: number;
   filter?: (fields: Record<string, string>) => boolean;
+  /** Characters of the highlight window. Default 160. */
+  snippetWidth?: number;
 }
 
 export interface KeywordIndexOptions {
@@ -156,6 +158,53 @@ export class KeywordIndex {
     return this.partitions.get(partition)?.documentCount ?? 0;
   }
 
+  /** A stored document of a partition (its text and fields), e.g. to show a hit found elsewhere. */
+  get(partition: string, id: string): { text: string; fields: Record<string, string> } | undefined {
+    const stored = this.partitions.get(partition)?.getStoredFields(id);
+    if (!stored) return undefined;
+    return { text: String(stored.text ?? ''), fields: (stored.f ?? {}) as Record<string, string> };
+  }
+
+  /**
+   * Indexed words of a partition starting with `prefix` (lower case), with how many documents hold
+   * each, most frequent first: completions for a search box. Stems that are not words themselves
+   * ("comput" of "computer") are left out when the word they come from is among the candidates.
+   */
+  terms(partition: string, prefix: string, limit = 10): { term: string; docs: number }[] {
+    const index = this.partitions.get(partition);
+    const p = prefix.toLowerCase().replace(/['’]/g, '');
+    if (!index || !p) return [];
+    // MiniSearch keeps its term tree private; reading it is the only way to list terms by prefix
+    // without a second copy of the vocabulary. The shape is MiniSearch 7's (term -> field -> doc -> tf).
+    // Discarded documents stay in the tree until vacuumed: only live ones (`_documentIds`) count, so a
+    // removed document's words are never offered.
+    const internals = index as unknown as {
+      _index: { atPrefix(p: string): Iterable<[string, Map<number, Map<number, number>>]> };
+      _documentIds: Map<number, unknown>;
+    };
+    const tree = internals._index;
+    const live = internals._documentIds;
+    const found = new Map<string, number>();
+    let seen = 0;
+    for (const [term, byField] of tree.atPrefix(p)) {
+      let docs = 0;
+      for (const d of byField.values()) for (const shortId of d.keys()) if (live.has(shortId)) docs++;
+      if (docs > 0) found.set(term, docs);
+      // A bound on the work for a one-letter prefix over a big vocabulary.
+      if (++seen >= 5000) break;
+    }
+    const stemsOfOthers = new Set<string>();
+    for (const term of found.keys()) {
+      const s = stemTerm(term);
+      if (s && s !== term) stemsOfOthers.add(s);
+    }
+    return [...found]
+      .filter(([term]) => !stemsOfOthers.has(term))
+      .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+      .slice(0, limit)
+      .map(([term, docs]) => ({ term, docs }));
+  }
+
   /**
    * Ranked (BM25+) search in one partition: every plain word (stemmed) and every prefix* must match,
    * every "quoted phrase" must appear word for word. When no document has all the words, documents
@@ -184,7 +233,7 @@ export class KeywordIndex {
       id: String(r.id),
       score: r.score,
       fields: (r.f ?? {}) as Record<string, string>,
-      highlight: highlight(String(r.text ?? ''), parsed),
+      highlight: highlight(String(r.text ?? ''), parsed, opts.snippetWidth),
     }));
   }
 

@@ -1,0 +1,232 @@
+// The search operations. Every query is the caller's: it reads the caller's partition and the shared
+// one of the keyword index, and asks the embeddings module only for vectors visible to the caller
+// (filter `visibleTo`), checking each answer's owner again before showing it.
+import { inject, injectable } from 'tsyringe';
+import type { Logger } from 'pino';
+import type { Handlers, Port } from '../../kernel/contract/define.js';
+import { ContractError } from '../../kernel/contract/errors.js';
+import { currentContext, type Actor } from '../../kernel/context/request-context.js';
+import { ModuleLogger } from '../../kernel/module/tokens.js';
+import { SettingsHolder } from '../../kernel/module/settings-holder.js';
+import { highlight, parseQuery, tokenize } from '../../kernel/text-index/analyzer.js';
+import type { KeywordHit } from '../../kernel/text-index/keyword-index.js';
+import { configContract } from '../config/contract.js';
+import { embeddingsContract } from '../embeddings/contract.js';
+import { SearchAnalytics } from './analytics.js';
+import { searchContract, searchSettings, type SearchFilter, type SearchResult } from './contract.js';
+import { factTitle, SearchIndex, TAG_SEP, visiblePartitions } from './search-index.js';
+
+type UserActor = Extract<Actor, { type: 'user' }>;
+type Mode = 'keyword' | 'semantic' | 'hybrid';
+
+function caller(): UserActor {
+  const actor = currentContext()?.actor;
+  if (actor?.type !== 'user') throw new ContractError('unauthenticated', 'sign in first');
+  return actor;
+}
+
+/** The words a snippet marked. */
+function marked(snippet: string): string[] | undefined {
+  const out = new Set<string>();
+  for (const m of snippet.matchAll(/<mark>(.*?)<\/mark>/g)) out.add(m[1]!.toLowerCase());
+  return out.size ? [...out] : undefined;
+}
+
+/** Reciprocal Rank Fusion: each list adds 1 / (k + rank) (rank from 1) to the items it holds. */
+export function fuse<T extends { id: string }>(lists: T[][], k: number): { item: T; score: number }[] {
+  const acc = new Map<string, { item: T; score: number }>();
+  for (const list of lists) {
+    list.forEach((item, i) => {
+      const cur = acc.get(item.id);
+      const add = 1 / (k + i + 1);
+      if (cur) cur.score += add;
+      else acc.set(item.id, { item, score: add });
+    });
+  }
+  return [...acc.values()].sort((a, b) => b.score - a.score);
+}
+
+@injectable()
+export class SearchService implements Handlers<typeof searchContract> {
+  readonly settings: SettingsHolder<typeof searchSettings>;
+
+  constructor(
+    @inject(SearchIndex) private readonly index: SearchIndex,
+    @inject(SearchAnalytics) private readonly analyticsStore: SearchAnalytics,
+    @inject(embeddingsContract.token) private readonly embeddings: Port<typeof embeddingsContract>,
+    @inject(configContract.token) config: Port<typeof configContract>,
+    @inject(ModuleLogger) private readonly logger: Logger,
+  ) {
+    this.settings = new SettingsHolder(searchSettings, async () => (await config.getModuleSettings({ module: searchContract.id })).settings, logger);
+  }
+
+  async searchDocuments(input: { query: string; mode: Mode; topK: number; filter?: SearchFilter | undefined }) {
+    return this.run('documents', input.mode, input.query, input.topK, input.filter);
+  }
+
+  async searchSemantic(input: { query: string; topK: number; filter?: SearchFilter | undefined }) {
+    return this.run('semantic', 'semantic', input.query, input.topK, input.filter);
+  }
+
+  /** Also the chat turn's retrieval (through the port, as the caller). */
+  private async run(operation: 'documents' | 'semantic', mode: Mode, query: string, topK: number, filter: SearchFilter | undefined) {
+    const user = caller();
+    const started = performance.now();
+    const s = this.settings.current();
+    const want = Math.max(topK, mode === 'hybrid' ? s.candidates : topK);
+    let items: SearchResult[];
+    let degraded = false;
+    if (mode === 'keyword') {
+      items = this.keyword(user.id, query, want, filter);
+    } else if (mode === 'semantic') {
+      items = await this.semantic(user.id, query, want, filter);
+    } else {
+      const keyword = this.keyword(user.id, query, want, filter);
+      let semantic: SearchResult[] = [];
+      try {
+        semantic = await this.semantic(user.id, query, want, filter);
+      } catch (err) {
+        // Keyword search alone is still an answer; the caller is told it is one.
+        this.logger.warn({ err: (err as Error).message }, 'semantic search unavailable; answering keyword-only');
+        degraded = true;
+      }
+      items = degraded
+        ? keyword
+        : fuse([keyword, semantic], s.rrfK).map(({ item, score }) => {
+            // The keyword version carries the highlights; the fused score replaces both list scores.
+            const kw = keyword.find((k) => k.id === item.id);
+            return { ...(kw ?? item), score };
+          });
+    }
+    items = items.slice(0, topK);
+    this.analyticsStore.record({ operation, mode, query, results: items.length, degraded, ms: performance.now() - started });
+    return degraded ? { items, degraded: true as const } : { items };
+  }
+
+  private filterFn(filter: SearchFilter | undefined): ((f: Record<string, string>) => boolean) | undefined {
+    if (!filter) return undefined;
+    const types = filter.sourceTypes ? new Set<string>(filter.sourceTypes) : undefined;
+    const docs = filter.documentIds ? new Set(filter.documentIds) : undefined;
+    const { categoryId, tags } = filter;
+    return (f) => {
+      if (types && !types.has(f.t!)) return false;
+      if (docs && (f.t !== 'document' || !docs.has(f.s!))) return false;
+      if (categoryId !== undefined && f.c !== categoryId) return false;
+      if (tags) {
+        const has = f.g ? f.g.split(TAG_SEP) : [];
+        if (!tags.every((t) => has.includes(t))) return false;
+      }
+      return true;
+    };
+  }
+
+  private toResult(hit: KeywordHit, score: number): SearchResult {
+    const f = hit.fields;
+    const highlights = marked(hit.highlight);
+    return {
+      id: hit.id,
+      sourceType: f.t === 'fact' ? 'fact' : 'document',
+      sourceId: f.s ?? hit.id,
+      title: f.ti ?? '',
+      snippet: hit.highlight,
+      score,
+      ...(highlights ? { highlights } : {}),
+      ...(f.h ? { headingPath: f.h.split(TAG_SEP) } : {}),
+    };
+  }
+
+  keyword(userId: string, query: string, limit: number, filter: SearchFilter | undefined): SearchResult[] {
+    const fn = this.filterFn(filter);
+    const width = this.settings.current().snippetChars;
+    const hits: KeywordHit[] = [];
+    for (const p of visiblePartitions(userId)) hits.push(...this.index.items.search(p, query, { limit, snippetWidth: width, ...(fn ? { filter: fn } : {}) }));
+    return hits
+      .sort((a, b) => b.score - a.score)
+      .slice(0, limit)
+      .map((h) => this.toResult(h, h.score));
+  }
+
+  async semantic(userId: string, query: string, limit: number, filter: SearchFilter | undefined): Promise<SearchResult[]> {
+    const types = filter?.sourceTypes ?? ['document', 'fact'];
+    // A documents filter leaves facts out, as in keyword search.
+    const collections = (['documents', 'facts'] as const).filter((c) => types.includes(c === 'documents' ? 'document' : 'fact') && !(c === 'facts' && filter?.documentIds));
+    const vectorFilter = {
+      visibleTo: userId,
+      ...(filter?.categoryId ? { categoryId: filter.categoryId } : {}),
+      ...(filter?.tags ? { tags: filter.tags } : {}),
+    };
+    const answers = await Promise.all(
+      collections.map((collection) =>
+        this.embeddings.search({
+          collection,
+          query: query.slice(0, 100_000),
+          topK: Math.min(200, limit),
+          filter: collection === 'documents' && filter?.documentIds ? { ...vectorFilter, documentIds: filter.documentIds } : vectorFilter,
+        }),
+      ),
+    );
+    const parsed = parseQuery(query);
+    const width = this.settings.current().snippetChars;
+    const out: SearchResult[] = [];
+    answers.forEach((answer, i) => {
+      const sourceType = collections[i] === 'documents' ? ('document' as const) : ('fact' as const);
+      for (const item of answer.items) {
+        const m = item.metadata;
+        // Never trust a filter alone with someone else's private item.
+        if (m.ownerId !== userId && m.shared !== true) continue;
+        let stored: { text: string; fields: Record<string, string> } | undefined;
+        for (const p of visiblePartitions(userId)) stored ??= this.index.items.get(p, item.id);
+        const text = stored?.text ?? '';
+        const snippet = text ? highlight(text, parsed, width) : '';
+        const highlights = marked(snippet);
+        const headingPath = Array.isArray(m.headingPath) ? (m.headingPath as unknown[]).map(String) : undefined;
+        out.push({
+          id: item.id,
+          sourceType,
+          sourceId: sourceType === 'document' ? String(m.documentId ?? item.id) : item.id,
+          title: stored?.fields.ti ?? (sourceType === 'fact' && text ? factTitle(text) : (m.title ?? '')),
+          snippet,
+          score: item.score,
+          ...(highlights ? { highlights } : {}),
+          ...(headingPath?.length ? { headingPath } : {}),
+        });
+      }
+    });
+    return out.sort((a, b) => b.score - a.score).slice(0, limit);
+  }
+
+  async suggest(input: { q: string; limit?: number | undefined }) {
+    const user = caller();
+    const limit = input.limit ?? this.settings.current().suggestionsLimit;
+    const words = tokenize(input.q);
+    if (!words.length || /\s$/.test(input.q)) return { items: [] };
+    const last = words.at(-1)!;
+    const headText = input.q.slice(0, input.q.toLowerCase().lastIndexOf(last.toLowerCase())).replace(/\s+/g, ' ');
+    const out: string[] = [];
+    const seen = new Set<string>();
+    const push = (s: string) => {
+      const key = s.toLowerCase();
+      if (!seen.has(key) && out.length < limit) {
+        seen.add(key);
+        out.push(s);
+      }
+    };
+    // Titles first: whole names of the caller's (and shared) documents whose words match.
+    const prefixQuery = [...words.slice(0, -1), `${last.replace(/\*$/, '')}*`].join(' ');
+    const titles: KeywordHit[] = [];
+    for (const p of visiblePartitions(user.id)) titles.push(...this.index.titles.search(p, prefixQuery, { limit }));
+    for (const t of titles.sort((a, b) => b.score - a.score)) push(t.fields.ti ?? '');
+    // Then frequent words completing the last one, after what was typed before it.
+    const counts = new Map<string, number>();
+    for (const p of visiblePartitions(user.id)) for (const { term, docs } of this.index.items.terms(p, last, limit * 2)) counts.set(term, (counts.get(term) ?? 0) + docs);
+    const terms = [...counts].sort((a, b) => b[1] - a[1]).map(([t]) => t);
+    for (const t of terms) if (t !== last.toLowerCase()) push(`${headText}${t}`);
+    return { items: out.filter(Boolean) };
+  }
+
+  async analytics(_input: Record<string, never>) {
+    const user = caller();
+    if (!user.roles.includes('admin')) throw new ContractError('forbidden', 'admins only');
+    return this.analyticsStore.summary();
+  }
+}
