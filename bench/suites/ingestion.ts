@@ -26,7 +26,7 @@ import { markdownFixture } from '../../tests/support/fixtures/documents.js';
 import { testAuthenticator, USER_TOKEN } from '../../tests/support/test-auth.js';
 import { fmt, rows } from '../lib.js';
 
-const DOCS = 1000;
+const DOCS = Number(process.env.INGESTION_DOCS ?? 1000);
 const PER_REQUEST = 20;
 const PARALLEL_REQUESTS = 4;
 const TARGET = 50;
