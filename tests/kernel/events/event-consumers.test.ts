@@ -59,8 +59,9 @@ describe('event consumers of processes that are gone', () => {
 
     const alive = bus('alive-1');
     await alive.subscribe(MODULE, { [TYPE]: async (e: EventEnvelope) => void handled.push((e.payload as { documentId: string }).documentId) });
-    // The live instance takes the held event over, handles it, and then the dead consumer goes.
-    await expect.poll(() => handled, { timeout: 5_000 }).toEqual(['d-1']);
+    // The live instance takes the held event over, handles it (at least once: delivery is at least
+    // once, and a loaded machine may redeliver), and then the dead consumer goes.
+    await expect.poll(() => [...new Set(handled)], { timeout: 5_000 }).toEqual(['d-1']);
     await expect.poll(consumers, { timeout: 5_000 }).toEqual({ 'alive-1': 0 });
   });
 
@@ -77,6 +78,6 @@ describe('event consumers of processes that are gone', () => {
     await new Promise((r) => setTimeout(r, 1_200));
     expect(Object.keys(await consumers()).sort()).toEqual(['alive-2', 'registered-1']);
     await alive.publish(TYPE, { documentId: 'd-2' }, { source: 'documents' });
-    await expect.poll(() => handled, { timeout: 5_000 }).toEqual(['d-2']);
+    await expect.poll(() => [...new Set(handled)], { timeout: 5_000 }).toEqual(['d-2']);
   });
 });
