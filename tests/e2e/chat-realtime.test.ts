@@ -143,6 +143,19 @@ describe('chat over server-sent events', () => {
     expect(deltas.map((d) => d.delta)).toEqual(tokens);
     expect(deltas.map((d) => d.seq)).toEqual([1, 2, 3, 4]);
     expect(events.at(-1)!.data.message).toMatchObject({ status: 'complete', content: tokens.join('') });
+    // A reader that leaves mid-turn ends its stream; the turn goes on and completes.
+    fake.script({ tokens: Array.from({ length: 100 }, (_, i) => ` z${i}`), tokenDelayMs: 10 });
+    const left = await rest('POST', '/messages', { chatId: chat.id, content: 'leave early' }, { accept: 'text/event-stream' });
+    const reader = left.body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    const after = await until('the answer completed anyway', async () => {
+      const items = ((await (await rest('GET', `/messages/${chat.id}`)).json()) as { items: { role: string; status: string; content: string }[] }).items;
+      const last = items.at(-1)!;
+      return last.role === 'assistant' && last.status !== 'streaming' ? last : undefined;
+    });
+    expect(after).toMatchObject({ status: 'complete' });
+    expect(after.content.split(' ').length).toBe(101);
     // Errors before the stream are ordinary error responses.
     const bad = await rest('POST', '/messages', { chatId: chat.id, content: ' ' }, { accept: 'text/event-stream' });
     expect(bad.status).toBe(400);

@@ -64,10 +64,14 @@ export class MessagesService implements Handlers<typeof messagesContract> {
     return this.startTurn(input, false).then((r) => r.answer);
   }
 
-  async *sendMessageStream(input: SendInput): AsyncGenerator<TurnEvent> {
+  async *sendMessageStream(input: SendInput, call: CallInfo): AsyncGenerator<TurnEvent> {
     const queue: TurnEvent[] = [];
     let wake: (() => void) | undefined;
     let unlisten: (() => Promise<void>) | undefined;
+    // The reader left (or the deadline passed): stop waiting for the next event and unsubscribe now.
+    // The turn itself goes on, as it does when a browser tab closes.
+    const onAbort = () => wake?.();
+    call.signal.addEventListener('abort', onAbort, { once: true });
     try {
       const { answer, existing } = await this.startTurn(input, true, async (turnId) => {
         unlisten = await this.channels.listen(turnChannel(turnId), (raw) => {
@@ -82,7 +86,7 @@ export class MessagesService implements Handlers<typeof messagesContract> {
         if (m) yield m.status === 'failed' ? { event: 'message:failed', data: this.failedPayload(answer.turnId, m) } : { event: m.status === 'streaming' ? 'message:created' : 'message:completed', data: { message: m } };
         return;
       }
-      for (;;) {
+      while (!call.signal.aborted) {
         while (queue.length) {
           const ev = queue.shift()!;
           yield ev;
@@ -92,6 +96,7 @@ export class MessagesService implements Handlers<typeof messagesContract> {
         wake = undefined;
       }
     } finally {
+      call.signal.removeEventListener('abort', onAbort);
       await unlisten?.();
     }
   }
