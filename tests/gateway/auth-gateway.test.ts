@@ -195,6 +195,13 @@ describe('role matrix of every admin route', () => {
     'GET /events/dead': async () => ({}),
     // Answers whatever Ollama is doing here (usually none reachable: hosts reported down), always 200.
     'GET /llm/providers': async () => ({}),
+    'GET /terminal/audit': async () => ({}),
+    // Opens a real PTY session (closed when the app stops); the DELETE example closes one of its own.
+    'POST /terminal/sessions': async () => ({ body: {} }),
+    'DELETE /terminal/sessions/:id': async () => {
+      const res = await http.request('POST', '/terminal/sessions', { token: admin.accessToken, body: {} });
+      return { params: { id: ((await res.json()) as { id: string }).id } };
+    },
   };
 
   let user: TokenPair;
