@@ -76,7 +76,7 @@ export const documentsSettings = z.object({
 });
 export type DocumentsSettings = z.output<typeof documentsSettings>;
 
-const page = { limit: z.coerce.number().int().min(1).max(100).default(20), cursor: z.string().max(200).optional() };
+const page = { limit: z.coerce.number().int().min(1).max(100).default(20), cursor: z.string().regex(/^\d{1,12}$/, 'a nextCursor from a previous page').optional() };
 
 export const documentsContract = defineContract({
   id: 'documents',

@@ -56,7 +56,7 @@ export const filesContract = defineContract({
       summary: "Stores the body's bytes as a file (for modules that parse their own uploads)",
     }),
     listFiles: operation({
-      input: z.object({ limit: z.coerce.number().int().min(1).max(100).default(20), cursor: z.string().max(200).optional() }),
+      input: z.object({ limit: z.coerce.number().int().min(1).max(100).default(20), cursor: z.string().regex(/^\d{1,12}$/, 'a nextCursor from a previous page').optional() }),
       output: z.object({ items: z.array(fileView), nextCursor: z.string().nullable() }),
       idempotent: true,
     }),
