@@ -71,6 +71,17 @@ export async function run(): Promise<void> {
       const r = JSON.parse(await post(url, agent, accessToken, body)) as { status: string; stdout: string };
       if (r.status !== 'completed' || r.stdout !== 'hello world\n') throw new Error(`unexpected answer: ${JSON.stringify(r)}`);
     };
+    // The gateway's own share (HTTP, authentication, rate limit) on an authenticated route doing nothing.
+    const meUrl = new URL('/api/v1/auth/me', server.url);
+    const viaMe = () =>
+      new Promise<void>((resolve, reject) => {
+        const req = http.request(meUrl, { agent, headers: { authorization: `Bearer ${accessToken}` } }, (res) => {
+          res.resume();
+          res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`/auth/me: ${res.statusCode}`))));
+        });
+        req.on('error', reject);
+        req.end();
+      });
     const workspace = path.join(dataDir, 'terminal', 'workspaces');
     const direct = () => spawnDirect(workspace);
 
@@ -80,6 +91,7 @@ export async function run(): Promise<void> {
     }
     const api: number[] = [];
     const base: number[] = [];
+    const me: number[] = [];
     // CPU of this process per call (server and client side of the API call, or the spawn alone): unlike
     // wall time it hardly moves with the load other processes put on the machine.
     let apiCpu = 0;
@@ -95,6 +107,7 @@ export async function run(): Promise<void> {
       c = cpu();
       base.push(await timed(direct));
       baseCpu += cpu() - c;
+      me.push(await timed(viaMe));
     }
     agent.destroy();
     const p50 = percentile(api, 50);
@@ -103,7 +116,7 @@ export async function run(): Promise<void> {
     rows.push({
       name: 'terminal: `echo hello world` through POST /api/v1/terminal/execute, p50 (ms; p95 in brackets)',
       autobot: `${fmt(p50, 2)} (${fmt(percentile(api, 95), 2)})`,
-      baseline: `${fmt(b50, 2)} (${fmt(percentile(base, 95), 2)}) (child_process.spawn, same process)`,
+      baseline: `${fmt(b50, 2)} (${fmt(percentile(base, 95), 2)}) (child_process.spawn, same process); GET /auth/me ${fmt(percentile(me, 50), 2)}`,
       ratio: `+${fmt(added, 2)} ms`,
       target: '<= +5 ms',
       met: added <= 5,
