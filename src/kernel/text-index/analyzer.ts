@@ -31,6 +31,13 @@ export function normalizePhrase(text: string): string {
     .join(' ');
 }
 
+// Function words: they carry no topic, so when a query falls back to "some of the words" they must not
+// be the words a result is found by ("where to park my car" would otherwise rank anything with "to").
+const STOP_WORDS = ('a about an and are as at be but by can do does for from had has have how i if in into is it its me my no not ' +
+  'of on or our so than that the their them then there these they this to was we were what when where which who why will with you your')
+  .split(' ');
+export const STOP_TERMS: ReadonlySet<string> = new Set(STOP_WORDS.map((w) => stemTerm(w)!));
+
 export interface ParsedQuery {
   /** Stemmed terms every result must contain. */
   terms: string[];

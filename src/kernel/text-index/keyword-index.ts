@@ -10,7 +10,7 @@
 import MiniSearch, { type Query, type SearchResult } from 'minisearch';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { containsPhrase, highlight, normalizePhrase, parseQuery, stemTerm, tokenize, type ParsedQuery } from './analyzer.js';
+import { containsPhrase, highlight, normalizePhrase, parseQuery, STOP_TERMS, stemTerm, tokenize, type ParsedQuery } from './analyzer.js';
 
 export interface IndexedDocument {
   id: string;
@@ -228,7 +228,12 @@ export class KeywordIndex {
       return out;
     };
     let results = page(index.search(this.query(parsed, 'AND'), filter ? { filter } : {}));
-    if (!results.length && parsed.terms.length > 1) results = page(index.search(this.query(parsed, 'OR'), filter ? { filter } : {}));
+    if (!results.length && parsed.terms.length > 1) {
+      // Some of the words, then: the topical ones (function words only if there is nothing else).
+      const topical = parsed.terms.filter((t) => !STOP_TERMS.has(t));
+      const some = topical.length ? { ...parsed, terms: topical } : parsed;
+      results = page(index.search(this.query(some, 'OR'), filter ? { filter } : {}));
+    }
     return results.map((r) => ({
       id: String(r.id),
       score: r.score,

@@ -60,8 +60,8 @@ describe.each(bindingKinds)('search contract (%s binding)', (kind) => {
     app = await startTestApp({ redisUrl: redis.url, catalogue: searchCatalogue() });
     search = portFor(kind, app, searchContract);
     knowledge = portFor(kind, app, knowledgeContract);
-    [aliceDoc] = await uploadIndexed(app.url, USER_TOKEN, [{ name: 'marathon.md', content: ALICE_DOC }], { tags: 'sport' });
-    [adminDoc] = await uploadIndexed(app.url, ADMIN_TOKEN, [{ name: 'zebra.md', content: ADMIN_DOC }]);
+    aliceDoc = (await uploadIndexed(app.url, USER_TOKEN, [{ name: 'marathon.md', content: ALICE_DOC }], { tags: 'sport' }))[0]!;
+    adminDoc = (await uploadIndexed(app.url, ADMIN_TOKEN, [{ name: 'zebra.md', content: ADMIN_DOC }]))[0]!;
     await eventually(() => find(alice, 'runner', 'keyword'), (r) => r.items.length > 0);
     await eventually(() => find(admin, 'zebra', 'keyword'), (r) => r.items.length > 0);
   }, 60_000);
