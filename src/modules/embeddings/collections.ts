@@ -3,13 +3,28 @@
 // by any instance is searchable on every other within a block interval (well under a second). An
 // entry names ids only: the current state is read back from Redis, so applying an entry twice, late,
 // or out of order with a local write converges to what Redis holds.
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { COLLECTIONS } from './contract.js';
 import { VectorIndex, type IndexTuning } from './vector-index.js';
-import { VectorStore, type Collection, type LogEntry } from './vector-store.js';
+import { VectorStore, type Collection, type CollectionInfo, type LogEntry } from './vector-store.js';
 
 const BLOCK_MS = 250;
+/** How often a changed graph is written to the snapshot directory. */
+const SNAPSHOT_EVERY_MS = 60_000;
+
+/** What a graph snapshot says about itself (`<dir>/<collection>.json`, beside its graph file). */
+interface SnapshotMeta {
+  model: string;
+  dimensions: number;
+  since: string | null;
+  /** The change-log id the graph includes everything up to. */
+  position: string;
+  graph: string;
+  slots: (string | null)[];
+}
 /** How often the local count is checked against Redis, to catch a log gap (trimmed entries). */
 const AUDIT_EVERY_MS = 30_000;
 
@@ -21,12 +36,20 @@ export class Collections {
   private tailDone: Promise<void> | undefined;
   private lastAudit = Date.now();
   private readonly loaded = new Map<Collection, Promise<void>>();
+  private readonly savedVersion = new Map<Collection, number>();
+  private lastSnapshot = Date.now();
 
+  /**
+   * `snapshotDir`: where HNSW graphs are saved, so a restart loads the graph instead of rebuilding it
+   * (minutes at 100k vectors). Only a cache: the vectors themselves are in Redis, and a snapshot that
+   * does not match Redis and the change log is ignored.
+   */
   constructor(
     private readonly redis: Redis,
     readonly store: VectorStore,
     private readonly tuning: () => IndexTuning,
     private readonly logger: Logger,
+    private readonly snapshotDir?: string,
   ) {}
 
   /** Loads every collection and starts following the change logs. */
@@ -42,6 +65,7 @@ export class Collections {
     this.running = false;
     this.tailConn?.disconnect();
     await this.tailDone?.catch(() => undefined);
+    await this.saveSnapshots();
     for (const idx of this.indexes.values()) idx?.dispose();
   }
 
@@ -77,15 +101,79 @@ export class Collections {
       this.indexes.set(c, undefined);
     } else {
       const idx = new VectorIndex(info.model, info.dimensions, this.tuning, Math.max(1024, await this.store.count(c)));
+      idx.holdBuild = true;
+      const snapshot = await this.usableSnapshot(c, info, position);
+      if (snapshot) idx.reserve(snapshot.meta.slots);
       for await (const page of this.store.scanAll(c)) {
         for (const v of page) if (v.vector.length === info.dimensions) idx.put(v.id, v.vector, v.metadata);
       }
+      idx.holdBuild = false;
+      let graph = 'none';
+      if (snapshot) {
+        try {
+          idx.adoptGraph(path.join(this.snapshotDir!, snapshot.meta.graph), snapshot.changed);
+          this.savedVersion.set(c, idx.version);
+          graph = 'snapshot';
+        } catch (err) {
+          this.logger.warn({ collection: c, err: (err as Error).message }, 'graph snapshot unreadable; rebuilding');
+        }
+      }
       this.indexes.set(c, idx);
-      idx.maybeBuild();
-      this.logger.info({ collection: c, vectors: idx.size, model: info.model, ms: Date.now() - started }, 'vector collection loaded');
+      if (graph === 'none') idx.maybeBuild();
+      this.logger.info({ collection: c, vectors: idx.size, model: info.model, graph, ms: Date.now() - started }, 'vector collection loaded');
     }
     previous?.dispose();
     this.positions.set(c, position);
+  }
+
+  /** A saved graph that matches the collection, with the ids changed since it was written. */
+  private async usableSnapshot(c: Collection, info: CollectionInfo, head: string): Promise<{ meta: SnapshotMeta; changed: string[] } | undefined> {
+    if (!this.snapshotDir) return undefined;
+    let meta: SnapshotMeta;
+    try {
+      meta = JSON.parse(await readFile(path.join(this.snapshotDir, `${c}.json`), 'utf8')) as SnapshotMeta;
+    } catch {
+      return undefined;
+    }
+    if (meta.model !== info.model || meta.dimensions !== info.dimensions || meta.since !== (info.since ?? null)) return undefined;
+    if (compareIds(meta.position, head) > 0) return undefined; // From another Redis, or a reset one.
+    const changed: string[] = [];
+    if (meta.position !== head) {
+      // Entries right after the snapshot may have been trimmed away: then what changed is unknown.
+      const oldest = await this.store.logTail(c);
+      if (oldest === undefined || compareIds(oldest, meta.position) > 0) return undefined;
+      for (const e of await this.store.logSince(c, meta.position, head)) {
+        if (e.op === 'reset') return undefined;
+        changed.push(...e.ids);
+      }
+    }
+    return { meta, changed };
+  }
+
+  /** Writes the graph of every collection that changed since its last snapshot. */
+  async saveSnapshots(): Promise<void> {
+    this.lastSnapshot = Date.now();
+    if (!this.snapshotDir) return;
+    for (const c of COLLECTIONS) {
+      const idx = this.indexes.get(c);
+      if (!idx || !idx.graphReady || this.savedVersion.get(c) === idx.version) continue;
+      try {
+        await mkdir(this.snapshotDir, { recursive: true });
+        const version = idx.version;
+        const meta: SnapshotMeta = { model: idx.model, dimensions: idx.dimensions, since: (await this.store.info(c))?.since ?? null, position: this.positions.get(c) ?? '0-0', graph: `${c}-${Date.now()}.usearch`, slots: idx.slotIds() };
+        if (!idx.saveGraph(path.join(this.snapshotDir, meta.graph))) continue;
+        const tmp = path.join(this.snapshotDir, `${c}.json.tmp`);
+        await writeFile(tmp, JSON.stringify(meta));
+        // The JSON names its graph file: renaming it is the one step that switches snapshots.
+        await rename(tmp, path.join(this.snapshotDir, `${c}.json`));
+        this.savedVersion.set(c, version);
+        for (const f of await readdir(this.snapshotDir)) {
+          if (f.startsWith(`${c}-`) && f.endsWith('.usearch') && f !== meta.graph) await rm(path.join(this.snapshotDir, f), { force: true });
+        }
+      } catch (err) {
+        this.logger.warn({ collection: c, err: (err as Error).message }, 'graph snapshot not written');
+      }
+    }
   }
 
   /** Brings the given ids to their state in Redis (after a local write, or a log entry). */
@@ -154,6 +242,7 @@ export class Collections {
         const batches = await VectorStore.readLogs(this.tailConn!, this.positions, BLOCK_MS);
         for (const [c, entries] of batches) if (entries.length > 0) await this.handle(c, entries);
         if (Date.now() - this.lastAudit > AUDIT_EVERY_MS) await this.audit();
+        if (Date.now() - this.lastSnapshot > SNAPSHOT_EVERY_MS) await this.saveSnapshots();
       } catch (err) {
         if (!this.running) return;
         this.logger.warn({ err: (err as Error).message }, 'following the vector change log failed; retrying');

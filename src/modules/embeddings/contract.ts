@@ -161,6 +161,8 @@ export const embeddingsContract = defineContract({
             /** The configured model differs from the vectors': reset the collection and reindex. */
             needsReindex: z.boolean(),
             index: z.enum(['empty', 'exact', 'building', 'hnsw']),
+            /** The HNSW graph was loaded from this instance's snapshot at start, not rebuilt. */
+            graphFromSnapshot: z.boolean(),
           }),
         ),
       }),

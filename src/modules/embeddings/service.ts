@@ -50,10 +50,16 @@ export class EmbeddingsService implements Handlers<typeof embeddingsContract> {
     this.modelsDir = path.resolve(config.AUTOBOT_DATA_DIR, 'models');
     this.cache = new EmbeddingCache(redis);
     const store = new VectorStore(redis);
-    this.collections = new Collections(redis, store, () => {
-      const s = this.settings.current();
-      return { exactBelow: s.exactSearchBelow, overFetch: s.searchOverFetch };
-    }, logger);
+    this.collections = new Collections(
+      redis,
+      store,
+      () => {
+        const s = this.settings.current();
+        return { exactBelow: s.exactSearchBelow, overFetch: s.searchOverFetch };
+      },
+      logger,
+      path.resolve(config.AUTOBOT_DATA_DIR, 'embeddings', 'graphs'),
+    );
   }
 
   private get s(): EmbeddingsSettings {
@@ -244,6 +250,7 @@ export class EmbeddingsService implements Handlers<typeof embeddingsContract> {
           configuredModel,
           needsReindex: vectors > 0 && !!info && info.model !== configuredModel,
           index,
+          graphFromSnapshot: idx?.graphFromSnapshot ?? false,
         };
       }),
     );

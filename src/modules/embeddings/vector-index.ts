@@ -34,6 +34,7 @@ const EXPANSION_ADD = 128;
 const EXPANSION_SEARCH = 96;
 /** Vectors added to the graph per event-loop turn while it is built in the background. */
 const BUILD_SLICE = 2000;
+const MIN_CANDIDATES = 40;
 
 function matches(m: VectorMetadata, f: SearchFilter, docs: Set<string> | undefined): boolean {
   if (f.ownerId !== undefined && m.ownerId !== f.ownerId) return false;
@@ -65,6 +66,15 @@ export class VectorIndex {
   private graphUpTo = 0;
   private building = false;
   private disposed = false;
+  /** While a collection is being loaded, the graph waits (it may come from a snapshot instead). */
+  holdBuild = false;
+  /** Slots a saved graph gave to ids, kept for them while the vectors are put back. */
+  private readonly reserved = new Map<string, number>();
+  private reservedUpTo = 0;
+  /** The graph was loaded from a snapshot rather than built. */
+  graphFromSnapshot = false;
+  /** Bumped by every change: a snapshot is only worth writing when it moved. */
+  version = 0;
 
   constructor(
     readonly model: string,
@@ -127,6 +137,7 @@ export class VectorIndex {
 
   /** Adds or replaces. A vector whose bytes did not change only has its metadata replaced. */
   put(id: string, vector: Float32Array, metadata: VectorMetadata): void {
+    this.version++;
     if (vector.length !== this.dimensions) throw new Error(`vector of ${vector.length} dimensions in a ${this.dimensions}-dimension index`);
     const existing = this.slotOf.get(id);
     if (existing !== undefined) {
@@ -149,7 +160,9 @@ export class VectorIndex {
       }
       return;
     }
-    const slot = this.free.pop() ?? this.ids.length;
+    const reservedSlot = this.reserved.get(id);
+    if (reservedSlot !== undefined) this.reserved.delete(id);
+    const slot = reservedSlot ?? this.free.pop() ?? this.ids.length;
     if (slot >= this.capacity) this.grow(slot + 1);
     this.data.set(vector, slot * this.dimensions);
     this.ids[slot] = id;
@@ -175,6 +188,7 @@ export class VectorIndex {
   delete(id: string): boolean {
     const slot = this.slotOf.get(id);
     if (slot === undefined) return false;
+    this.version++;
     this.slotOf.delete(id);
     this.indexDocument(slot, this.metas[slot]?.documentId, false);
     this.ids[slot] = undefined;
@@ -191,17 +205,9 @@ export class VectorIndex {
 
   /** Builds the graph in slices, yielding between them, once the collection outgrows exact scans. */
   maybeBuild(): void {
-    if (this.graph || this.building || this.disposed || this.size < this.tuning().exactBelow) return;
+    if (this.graph || this.building || this.disposed || this.holdBuild || this.size < this.tuning().exactBelow) return;
     this.building = true;
-    this.graph = new usearch.Index({
-      dimensions: this.dimensions,
-      metric: usearch.MetricKind.IP,
-      quantization: usearch.ScalarKind.F32,
-      connectivity: CONNECTIVITY,
-      expansion_add: EXPANSION_ADD,
-      expansion_search: EXPANSION_SEARCH,
-      multi: false,
-    });
+    this.graph = this.newGraph();
     this.graphUpTo = 0;
     const step = () => {
       if (this.disposed || !this.graph) return;
@@ -219,6 +225,65 @@ export class VectorIndex {
       else this.building = false;
     };
     setImmediate(step);
+  }
+
+  private newGraph(): HnswIndex {
+    return new usearch.Index({
+      dimensions: this.dimensions,
+      metric: usearch.MetricKind.IP,
+      quantization: usearch.ScalarKind.F32,
+      connectivity: CONNECTIVITY,
+      expansion_add: EXPANSION_ADD,
+      expansion_search: EXPANSION_SEARCH,
+      multi: false,
+    });
+  }
+
+  /** Ids by slot (null: a free slot), as a snapshot records them beside the graph. */
+  slotIds(): (string | null)[] {
+    return Array.from({ length: this.ids.length }, (_, s) => this.ids[s] ?? null);
+  }
+
+  /** Writes the graph to `file`; false when there is no complete graph to write. */
+  saveGraph(file: string): boolean {
+    if (!this.graphReady) return false;
+    this.graph!.save(file);
+    return true;
+  }
+
+  /** Before the vectors are put back: every id gets the slot it had when the graph was saved. */
+  reserve(slotIds: (string | null)[]): void {
+    this.grow(slotIds.length);
+    this.ids.length = slotIds.length;
+    this.metas.length = slotIds.length;
+    this.reservedUpTo = slotIds.length;
+    slotIds.forEach((id, s) => {
+      if (id !== null) this.reserved.set(id, s);
+    });
+  }
+
+  /**
+   * After the vectors are back: takes the saved graph instead of building one, then brings it up to
+   * date: slots whose vector is gone leave it, new vectors join it, changed ones are re-added.
+   */
+  adoptGraph(file: string, changed: Iterable<string>): void {
+    const g = this.newGraph();
+    g.load(file);
+    for (const s of this.reserved.values()) g.remove(BigInt(s));
+    this.reserved.clear();
+    for (let s = 0; s < this.reservedUpTo; s++) if (this.ids[s] === undefined) this.free.push(s);
+    const vec = (s: number) => this.data.subarray(s * this.dimensions, (s + 1) * this.dimensions);
+    for (let s = this.reservedUpTo; s < this.ids.length; s++) if (this.ids[s] !== undefined) g.add(BigInt(s), vec(s));
+    for (const id of new Set(changed)) {
+      const s = this.slotOf.get(id);
+      if (s === undefined || s >= this.reservedUpTo) continue;
+      g.remove(BigInt(s));
+      g.add(BigInt(s), vec(s));
+    }
+    this.graph = g;
+    this.graphUpTo = this.ids.length;
+    this.building = false;
+    this.graphFromSnapshot = true;
   }
 
   /** Resolves once a background build (if any) has finished: for tests and benchmarks. */
@@ -272,7 +337,9 @@ export class VectorIndex {
     }
     if (!this.graphReady || this.size < this.tuning().exactBelow) return this.exact(query, k, accept);
     const graph = this.graph!;
-    const want = Math.min(this.size, f ? k * this.tuning().overFetch : k);
+    // At least MIN_CANDIDATES: asking the graph for a few more than k costs little and lifts recall,
+    // most where removals and replacements have thinned its links.
+    const want = Math.min(this.size, Math.max(MIN_CANDIDATES, f ? k * this.tuning().overFetch : k));
     const found = graph.search(query, want, 0);
     const scored: { slot: number; score: number }[] = [];
     for (let i = 0; i < found.keys.length; i++) {

@@ -5,6 +5,7 @@
 //   c:<col>:d:<docId> set   ids of a document's vectors (remove and setMetadata by document)
 //   c:<col>:log       stream of changes {op, ids}: every instance tails it to stay in step
 // Each write is one MULTI, so a reader never sees a vector without its metadata or its log entry.
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ContractError } from '../../kernel/contract/errors.js';
 import type { VectorMetadata } from './vector-index.js';
@@ -14,6 +15,8 @@ export type Collection = 'documents' | 'facts';
 export interface CollectionInfo {
   model: string;
   dimensions: number;
+  /** When the collection took its model: tells a graph snapshot of this collection from any other. */
+  since?: string;
 }
 
 export interface StoredVector {
@@ -82,7 +85,7 @@ export class VectorStore {
   async info(c: Collection): Promise<CollectionInfo | undefined> {
     const h = await this.redis.hgetall(k.info(c));
     if (!h.model || !h.dimensions) return undefined;
-    return { model: h.model, dimensions: Number(h.dimensions) };
+    return { model: h.model, dimensions: Number(h.dimensions), ...(h.since ? { since: h.since } : {}) };
   }
 
   async count(c: Collection): Promise<number> {
@@ -118,7 +121,7 @@ export class VectorStore {
         const tx = w.multi();
         if (!current || current.model !== model.model || current.dimensions !== model.dimensions) {
           tx.del(k.info(c));
-          tx.hset(k.info(c), { model: model.model, dimensions: String(model.dimensions), since: new Date().toISOString() });
+          tx.hset(k.info(c), { model: model.model, dimensions: String(model.dimensions), since: `${new Date().toISOString()}/${randomUUID()}` });
         }
         items.forEach((item, i) => {
           const before = previous[i] ? (JSON.parse(previous[i]!) as VectorMetadata) : undefined;
@@ -243,6 +246,12 @@ export class VectorStore {
   async logTail(c: Collection): Promise<string | undefined> {
     const first = await this.redis.xrange(k.log(c), '-', '+', 'COUNT', 1);
     return first[0]?.[0];
+  }
+
+  /** Entries after `after` up to and including `upTo`. */
+  async logSince(c: Collection, after: string, upTo: string): Promise<LogEntry[]> {
+    const entries = await this.redis.xrange(k.log(c), `(${after}`, upTo);
+    return entries.map(([streamId, fields]) => ({ streamId, ...parseFields(fields) }));
   }
 
   /** Blocks up to `blockMs` for changes after the given positions, on a connection of its own. */
