@@ -7,7 +7,7 @@ import { startServer, type RunningServer, type ServerOptions } from '../../src/a
 import { loadConfig } from '../../src/kernel/config/app-config.js';
 import { createLogger } from '../../src/kernel/log/logger.js';
 import type { AnyModule } from '../../src/kernel/module/define-module.js';
-import { catalogue } from '../../src/modules/catalogue.js';
+import { catalogue, coreModules } from '../../src/modules/catalogue.js';
 import { probeModule } from './probe-module.js';
 import { testAuthenticator } from './test-auth.js';
 
@@ -16,6 +16,8 @@ export const INTERNAL_TOKEN = 'test-internal-token-0123456789';
 export const ADMIN_PASSWORD = 'first-admin-password';
 
 export const testCatalogue: readonly AnyModule[] = [...catalogue, probeModule];
+/** The foundation and the probe only: for tests of the kernel and the gateway that list what runs. */
+export const coreTestCatalogue: readonly AnyModule[] = [...coreModules, probeModule];
 
 export interface TestApp extends RunningServer {
   dataDir: string;

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { startTestRedis, type TestRedis } from '../../support/redis.js';
-import { startTestApp, type TestApp } from '../../support/app.js';
+import { coreTestCatalogue, startTestApp, type TestApp } from '../../support/app.js';
 import { ADMIN_TOKEN, USER_TOKEN, bearer } from '../../support/test-auth.js';
 
 let redis: TestRedis;
@@ -10,7 +10,7 @@ let app: TestApp;
 
 beforeAll(async () => {
   redis = await startTestRedis();
-  app = await startTestApp({ redisUrl: redis.url, eventRetryDelayMs: 100 });
+  app = await startTestApp({ redisUrl: redis.url, eventRetryDelayMs: 100, catalogue: coreTestCatalogue });
 });
 afterAll(async () => {
   await app?.stop();

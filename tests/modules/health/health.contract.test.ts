@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { healthContract } from '../../../src/modules/health/contract.js';
 import type { Port } from '../../../src/kernel/contract/define.js';
 import { startTestRedis, type TestRedis } from '../../support/redis.js';
-import { startTestApp, type TestApp } from '../../support/app.js';
+import { coreTestCatalogue, startTestApp, type TestApp } from '../../support/app.js';
 import { bindingKinds, portFor } from '../../support/bindings.js';
 
 describe.each(bindingKinds)('health contract (%s binding)', (kind) => {
@@ -15,7 +15,9 @@ describe.each(bindingKinds)('health contract (%s binding)', (kind) => {
   beforeAll(async () => {
     redis = await startTestRedis();
     // Redis dies in the last test: a short shutdown deadline keeps the teardown quick.
-    app = await startTestApp({ redisUrl: redis.url, env: { AUTOBOT_SHUTDOWN_TIMEOUT_MS: '1500' } });
+    // The foundation and the probe: what is aggregated is known exactly (the whole catalogue is started
+    // by tests/app/lifecycle.test.ts).
+    app = await startTestApp({ redisUrl: redis.url, env: { AUTOBOT_SHUTDOWN_TIMEOUT_MS: '1500' }, catalogue: coreTestCatalogue });
     health = portFor(kind, app, healthContract);
   });
   afterAll(async () => {
