@@ -32,6 +32,8 @@ export interface KeywordSearchOptions {
   filter?: (fields: Record<string, string>) => boolean;
   /** Characters of the highlight window. Default 160. */
   snippetWidth?: number;
+  /** false: no highlight (empty string), for callers that only show some of the hits. Default true. */
+  highlight?: boolean;
 }
 
 export interface KeywordIndexOptions {
@@ -238,7 +240,7 @@ export class KeywordIndex {
       id: String(r.id),
       score: r.score,
       fields: (r.f ?? {}) as Record<string, string>,
-      highlight: highlight(String(r.text ?? ''), parsed, opts.snippetWidth),
+      highlight: opts.highlight === false ? '' : highlight(String(r.text ?? ''), parsed, opts.snippetWidth),
     }));
   }
 

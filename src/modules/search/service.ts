@@ -14,10 +14,20 @@ import { configContract } from '../config/contract.js';
 import { embeddingsContract } from '../embeddings/contract.js';
 import { SearchAnalytics } from './analytics.js';
 import { searchContract, searchSettings, type SearchFilter, type SearchResult } from './contract.js';
-import { factTitle, SearchIndex, TAG_SEP, visiblePartitions } from './search-index.js';
+import { SearchIndex, TAG_SEP, visiblePartitions } from './search-index.js';
 
 type UserActor = Extract<Actor, { type: 'user' }>;
 type Mode = 'keyword' | 'semantic' | 'hybrid';
+
+/** A ranked item before it is shown (its snippet is made only if it makes the page). */
+interface Candidate {
+  id: string;
+  score: number;
+  sourceType: 'document' | 'fact';
+  sourceId: string;
+  title: string;
+  headingPath?: string[];
+}
 
 function caller(): UserActor {
   const actor = currentContext()?.actor;
@@ -74,15 +84,15 @@ export class SearchService implements Handlers<typeof searchContract> {
     const started = performance.now();
     const s = this.settings.current();
     const want = Math.max(topK, mode === 'hybrid' ? s.candidates : topK);
-    let items: SearchResult[];
+    let ranked: Candidate[];
     let degraded = false;
     if (mode === 'keyword') {
-      items = this.keyword(user.id, query, want, filter);
+      ranked = this.keyword(user.id, query, want, filter);
     } else if (mode === 'semantic') {
-      items = await this.semantic(user.id, query, want, filter);
+      ranked = await this.semantic(user.id, query, want, filter);
     } else {
       const keyword = this.keyword(user.id, query, want, filter);
-      let semantic: SearchResult[] = [];
+      let semantic: Candidate[] = [];
       try {
         semantic = await this.semantic(user.id, query, want, filter);
       } catch (err) {
@@ -90,17 +100,33 @@ export class SearchService implements Handlers<typeof searchContract> {
         this.logger.warn({ err: (err as Error).message }, 'semantic search unavailable; answering keyword-only');
         degraded = true;
       }
-      items = degraded
-        ? keyword
-        : fuse([keyword, semantic], s.rrfK).map(({ item, score }) => {
-            // The keyword version carries the highlights; the fused score replaces both list scores.
-            const kw = keyword.find((k) => k.id === item.id);
-            return { ...(kw ?? item), score };
-          });
+      ranked = degraded ? keyword : fuse([keyword, semantic], s.rrfK).map(({ item, score }) => ({ ...item, score }));
     }
-    items = items.slice(0, topK);
+    // Snippets only for what is shown: highlighting every candidate would cost more than ranking them.
+    const parsed = parseQuery(query);
+    const items = ranked.slice(0, topK).map((c) => this.present(c, parsed, user.id, s.snippetChars));
     this.analyticsStore.record({ operation, mode, query, results: items.length, degraded, ms: performance.now() - started });
     return degraded ? { items, degraded: true as const } : { items };
+  }
+
+  private present(c: Candidate, parsed: ReturnType<typeof parseQuery>, userId: string, width: number): SearchResult {
+    let stored: { text: string; fields: Record<string, string> } | undefined;
+    for (const p of visiblePartitions(userId)) stored ??= this.index.items.get(p, c.id);
+    const snippet = stored ? highlight(stored.text, parsed, width) : '';
+    const highlights = marked(snippet);
+    const f = stored?.fields;
+    const title = f?.ti ?? c.title;
+    const headingPath = f?.h ? f.h.split(TAG_SEP) : c.headingPath;
+    return {
+      id: c.id,
+      sourceType: c.sourceType,
+      sourceId: c.sourceId,
+      title,
+      snippet,
+      score: c.score,
+      ...(highlights ? { highlights } : {}),
+      ...(headingPath?.length ? { headingPath } : {}),
+    };
   }
 
   private filterFn(filter: SearchFilter | undefined): ((f: Record<string, string>) => boolean) | undefined {
@@ -120,33 +146,17 @@ export class SearchService implements Handlers<typeof searchContract> {
     };
   }
 
-  private toResult(hit: KeywordHit, score: number): SearchResult {
-    const f = hit.fields;
-    const highlights = marked(hit.highlight);
-    return {
-      id: hit.id,
-      sourceType: f.t === 'fact' ? 'fact' : 'document',
-      sourceId: f.s ?? hit.id,
-      title: f.ti ?? '',
-      snippet: hit.highlight,
-      score,
-      ...(highlights ? { highlights } : {}),
-      ...(f.h ? { headingPath: f.h.split(TAG_SEP) } : {}),
-    };
-  }
-
-  keyword(userId: string, query: string, limit: number, filter: SearchFilter | undefined): SearchResult[] {
+  keyword(userId: string, query: string, limit: number, filter: SearchFilter | undefined): Candidate[] {
     const fn = this.filterFn(filter);
-    const width = this.settings.current().snippetChars;
     const hits: KeywordHit[] = [];
-    for (const p of visiblePartitions(userId)) hits.push(...this.index.items.search(p, query, { limit, snippetWidth: width, ...(fn ? { filter: fn } : {}) }));
+    for (const p of visiblePartitions(userId)) hits.push(...this.index.items.search(p, query, { limit, highlight: false, ...(fn ? { filter: fn } : {}) }));
     return hits
       .sort((a, b) => b.score - a.score)
       .slice(0, limit)
-      .map((h) => this.toResult(h, h.score));
+      .map((h) => ({ id: h.id, score: h.score, sourceType: h.fields.t === 'fact' ? 'fact' : 'document', sourceId: h.fields.s ?? h.id, title: h.fields.ti ?? '' }));
   }
 
-  async semantic(userId: string, query: string, limit: number, filter: SearchFilter | undefined): Promise<SearchResult[]> {
+  async semantic(userId: string, query: string, limit: number, filter: SearchFilter | undefined): Promise<Candidate[]> {
     const types = filter?.sourceTypes ?? ['document', 'fact'];
     // A documents filter leaves facts out, as in keyword search.
     const collections = (['documents', 'facts'] as const).filter((c) => types.includes(c === 'documents' ? 'document' : 'fact') && !(c === 'facts' && filter?.documentIds));
@@ -165,30 +175,21 @@ export class SearchService implements Handlers<typeof searchContract> {
         }),
       ),
     );
-    const parsed = parseQuery(query);
-    const width = this.settings.current().snippetChars;
-    const out: SearchResult[] = [];
+    const out: Candidate[] = [];
     answers.forEach((answer, i) => {
       const sourceType = collections[i] === 'documents' ? ('document' as const) : ('fact' as const);
       for (const item of answer.items) {
         const m = item.metadata;
         // Never trust a filter alone with someone else's private item.
         if (m.ownerId !== userId && m.shared !== true) continue;
-        let stored: { text: string; fields: Record<string, string> } | undefined;
-        for (const p of visiblePartitions(userId)) stored ??= this.index.items.get(p, item.id);
-        const text = stored?.text ?? '';
-        const snippet = text ? highlight(text, parsed, width) : '';
-        const highlights = marked(snippet);
         const headingPath = Array.isArray(m.headingPath) ? (m.headingPath as unknown[]).map(String) : undefined;
         out.push({
           id: item.id,
           sourceType,
           sourceId: sourceType === 'document' ? String(m.documentId ?? item.id) : item.id,
-          title: stored?.fields.ti ?? (sourceType === 'fact' && text ? factTitle(text) : (m.title ?? '')),
-          snippet,
+          title: m.title ?? '',
           score: item.score,
-          ...(highlights ? { highlights } : {}),
-          ...(headingPath?.length ? { headingPath } : {}),
+          ...(headingPath ? { headingPath } : {}),
         });
       }
     });
