@@ -5,12 +5,15 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { SignJWT, decodeJwt } from 'jose';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { io as connectSocket, type Socket } from 'socket.io-client';
 import type { AnyContract } from '../../src/kernel/contract/define.js';
 import { systemContract } from '../../src/kernel/system/contract.js';
 import { catalogue } from '../../src/modules/catalogue.js';
 import { ADMIN_PASSWORD, startTestApp, type TestApp } from '../support/app.js';
 import { startTestRedis, type TestRedis } from '../support/redis.js';
+import { affineModel } from '../support/onnx-model.js';
 import { authHttp, expectErrorEnvelope, uniqueUsername, USER_PASSWORD, type AuthHttp, type TokenPair } from '../support/auth-http.js';
 
 // The gateway's own `auth` rate class (20 a minute per address) would answer 429 long before this file
@@ -198,11 +201,31 @@ describe('role matrix of every admin route', () => {
     'GET /terminal/audit': async () => ({}),
     // Opens a real PTY session (closed when the app stops); the DELETE example closes one of its own.
     'POST /terminal/sessions': async () => ({ body: {} }),
+    // A model the test writes into the models directory: y = x * 2 + 1.
+    'POST /npu/inference': async () => {
+      mkdirSync(path.join(app.dataDir, 'models'), { recursive: true });
+      writeFileSync(path.join(app.dataDir, 'models', 'role-matrix.onnx'), affineModel({ width: 2, scale: 2, bias: 1 }));
+      return { body: { model: 'role-matrix', inputs: { x: { type: 'float32', dims: [1, 2], data: [1, 2] } } } };
+    },
+    'GET /embeddings/collections': async () => ({}),
+    // Nothing in this file stores facts, so resetting their (empty) collection changes nothing else.
+    'DELETE /embeddings/collections/:collection': async () => ({ params: { collection: 'facts' } }),
+    'POST /knowledge/facts/reindex': async () => ({}),
+    'GET /search/analytics': async () => ({}),
+    'GET /desktop/status': async () => ({}),
+    // Without an X display the module answers 503 `unavailable` (not 401/403): the gate let the admin in.
+    'GET /desktop/screenshot': async () => ({ ...(await desktopAvailable() ? {} : { adminStatus: 503 }) }),
+    'POST /desktop/actions': async () => ({ body: { action: 'move', x: 1, y: 1 }, ...(await desktopAvailable() ? {} : { adminStatus: 503 }) }),
     'DELETE /terminal/sessions/:id': async () => {
       const res = await http.request('POST', '/terminal/sessions', { token: admin.accessToken, body: {} });
       return { params: { id: ((await res.json()) as { id: string }).id } };
     },
   };
+
+  async function desktopAvailable(): Promise<boolean> {
+    const res = await http.request('GET', '/desktop/status', { token: admin.accessToken });
+    return ((await res.json()) as { available: boolean }).available;
+  }
 
   let user: TokenPair;
   beforeAll(async () => {
