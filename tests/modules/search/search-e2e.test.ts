@@ -126,6 +126,23 @@ describe('search end to end', () => {
     expect(score.hybrid).toBeGreaterThan(0.5);
   });
 
+  it('follows a reindex (the new run replaces the old chunks) and a deletion', async () => {
+    const [doc] = await uploadIndexed(app.url, USER_TOKEN, [{ name: 'orchid.md', content: '# Orchids\n\nOrchids need bright indirect light and weekly watering.' }]);
+    const kw = () => api<Answer>(app.url, USER_TOKEN, 'POST', '/search/documents', { query: 'orchids watering', mode: 'keyword', topK: 50 });
+    const first = await eventually(kw, (r) => r.body.items.length === 1);
+    expect(first.body.items[0]!.id).toBe(`${doc!.id}:1:0`);
+    expect((await api(app.url, USER_TOKEN, 'POST', `/documents/${doc!.id}/reindex`)).status).toBe(202);
+    const again = await eventually(kw, (r) => r.body.items.some((i) => i.id === `${doc!.id}:2:0`));
+    expect(again.body.items.map((i) => i.id)).toEqual([`${doc!.id}:2:0`]);
+    expect((await api(app.url, USER_TOKEN, 'DELETE', `/documents/${doc!.id}`)).status).toBe(204);
+    await eventually(kw, (r) => r.body.items.length === 0);
+    await eventually(
+      () => api<Answer>(app.url, USER_TOKEN, 'POST', '/search/documents', { query: 'orchids watering', mode: 'hybrid', topK: 50 }),
+      (r) => !r.body.items.some((i) => i.sourceId === doc!.id),
+    );
+    expect((await api<{ items: string[] }>(app.url, USER_TOKEN, 'GET', '/search/suggestions?q=orch')).body.items).toEqual([]);
+  });
+
   it('keeps its index across a restart, without rebuilding it from the sources', async () => {
     const before = (await api<Answer>(app.url, USER_TOKEN, 'POST', '/search/documents', { query: 'crampons', mode: 'keyword' })).body.items;
     expect(before.length).toBe(1);
