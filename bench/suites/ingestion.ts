@@ -7,6 +7,7 @@ import 'reflect-metadata';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Redis } from 'ioredis';
 import { io as connect } from 'socket.io-client';
 import { startServer } from '../../src/app/server.js';
 import { loadConfig } from '../../src/kernel/config/app-config.js';
@@ -30,6 +31,18 @@ const DOCS = Number(process.env.INGESTION_DOCS ?? 1000);
 const PER_REQUEST = 20;
 const PARALLEL_REQUESTS = 4;
 const TARGET = 50;
+
+/** Redis commands the server has run so far, by command (INFO commandstats). */
+async function commandCounts(url: string): Promise<Map<string, number>> {
+  const r = new Redis(url);
+  try {
+    const out = new Map<string, number>();
+    for (const m of (await r.info('commandstats')).matchAll(/cmdstat_([^:]+):calls=(\d+)/g)) out.set(m[1]!, Number(m[2]));
+    return out;
+  } finally {
+    r.disconnect();
+  }
+}
 
 function baseline(files: string[]): number {
   const { chunkSize, chunkOverlap } = documentsSettings.parse({});
@@ -81,6 +94,8 @@ export async function run(): Promise<void> {
     if (indexed.size + failed.size >= DOCS) allDone();
   });
 
+  // INGESTION_REDIS_STATS=1: prints the Redis commands per document (where round trips go).
+  const countsBefore = process.env.INGESTION_REDIS_STATS ? await commandCounts(redis.url) : undefined;
   const started = performance.now();
   const batches: number[] = [];
   for (let i = 0; i < DOCS; i += PER_REQUEST) batches.push(i);
@@ -101,6 +116,12 @@ export async function run(): Promise<void> {
   await finished;
   clearTimeout(timeout);
   const totalS = (performance.now() - started) / 1000;
+  if (countsBefore) {
+    const after = await commandCounts(redis.url);
+    const per = [...after].map(([cmd, n]) => [cmd, (n - (countsBefore.get(cmd) ?? 0)) / DOCS] as const).filter(([, n]) => n >= 0.05).sort((a, b) => b[1] - a[1]);
+    const total = per.reduce((t, [, n]) => t + n, 0);
+    process.stderr.write(`redis commands per document: ${fmt(total)} (${per.map(([c, n]) => `${c} ${fmt(n)}`).join(', ')})\n`);
+  }
   socket.close();
   await server.stop();
   await redis.stop();

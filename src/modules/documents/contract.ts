@@ -66,6 +66,13 @@ export const documentsSettings = z.object({
   chunkSize: z.number().int().min(200).max(20_000).default(1200).describe('Target chunk length in characters'),
   chunkOverlap: z.number().int().min(0).max(5000).default(200).describe('Characters a chunk repeats from the previous one in the same section'),
   embedBatchSize: z.number().int().min(1).max(512).default(64).describe('Chunks per embeddings call (cancellation is checked between batches)'),
+  inlineStagesMaxBytes: z
+    .number()
+    .int()
+    .min(0)
+    .max(1024 ** 3)
+    .default(256 * 1024)
+    .describe('Files up to this size run their stages one after another in one job (status, progress and cancel per stage as ever); larger ones get a job per stage'),
   concurrency: z.number().int().min(1).max(64).default(8).describe('Pipeline jobs run at once by one process'),
   attempts: z.number().int().min(1).max(20).default(5).describe('Tries of a stage before a transient failure fails the document'),
   backoffMs: z.number().int().min(10).max(600_000).default(1000).describe('First retry delay (doubles each time)'),

@@ -1,6 +1,10 @@
-// The ingestion pipeline: one BullMQ job per stage (parse → chunk → embed → index), each enqueuing the
-// next under a deterministic job id (`<doc>-r<run>-<stage>`), so a stage retried after a crash never
-// enqueues its successor twice. Every stage first claims its step in the document's record (a run only
+// The ingestion pipeline: stages parse → chunk → embed → index, each enqueuing the next as a BullMQ job
+// under a deterministic job id (`<doc>-r<run>-<stage>`), so a stage retried after a crash never
+// enqueues its successor twice. A small file (`inlineStagesMaxBytes`) runs its next stages in the same
+// job instead, and the index stage (an event and a record update) always runs in the embed stage's job:
+// a job costs dozens of Redis commands (add, fetch, lock, finish, its event stream), more than a small
+// document's stages themselves. Each stage still claims its step, reports its status and checks for a
+// cancel, so only the number of jobs changes. Every stage first claims its step in the document's record (a run only
 // moves forward), checks again between embedding batches, and when it finds its run cancelled, deleted
 // or superseded it removes what it wrote itself: the last writer cleans up, so nothing is left behind.
 import { randomUUID } from 'node:crypto';
@@ -26,6 +30,8 @@ export interface IngestJob {
   documentId: string;
   ownerId: string;
   run: number;
+  /** The file's size, which decides whether stages run on in one job (absent in older jobs: one per stage). */
+  size?: number;
 }
 
 export const QUEUE = 'ingest';
@@ -111,7 +117,7 @@ export class Pipeline {
       const doc = await this.store.get(id);
       if (!doc) continue;
       const stage = STAGES[Math.max(0, doc.stageIdx)]!;
-      await this.enqueue(stage, { documentId: id, ownerId: doc.ownerId, run: doc.run });
+      await this.enqueue(stage, { documentId: id, ownerId: doc.ownerId, run: doc.run, size: doc.size });
     }
   }
 
@@ -120,21 +126,39 @@ export class Pipeline {
     this.realtime.toUser(doc.ownerId, 'document:progress', payload);
   }
 
+  /** Runs one stage; answers the stage that comes next (undefined: the run is done or not this job's). */
+  private async runStage(stage: Stage, data: IngestJob): Promise<Stage | undefined> {
+    switch (stage) {
+      case 'parse':
+        return this.parse(data);
+      case 'chunk':
+        return this.chunk(data);
+      case 'embed':
+        return this.embed(data);
+      case 'index':
+        return this.index(data);
+      default:
+        throw new UnrecoverableError(`unknown stage ${String(stage)}`);
+    }
+  }
+
+  /** Whether `next` runs in the job that finished the stage before it. */
+  private runsInline(next: Stage, data: IngestJob): boolean {
+    return next === 'index' || (data.size !== undefined && data.size <= this.settings.current().inlineStagesMaxBytes);
+  }
+
   private async process(job: Job<IngestJob>): Promise<void> {
-    const stage = job.name as Stage;
+    let stage = job.name as Stage;
     const { documentId, run } = job.data;
     try {
-      switch (stage) {
-        case 'parse':
-          return await this.parse(job.data);
-        case 'chunk':
-          return await this.chunk(job.data);
-        case 'embed':
-          return await this.embed(job.data);
-        case 'index':
-          return await this.index(job.data);
-        default:
-          throw new UnrecoverableError(`unknown stage ${String(stage)}`);
+      for (;;) {
+        const next = await this.runStage(stage, job.data);
+        if (!next) return;
+        if (!this.runsInline(next, job.data)) {
+          await this.enqueue(next, job.data);
+          return;
+        }
+        stage = next;
       }
     } catch (err) {
       if (err instanceof RunEnded) return;
@@ -150,7 +174,10 @@ export class Pipeline {
     }
   }
 
-  /** Claims `stage` for the run; false when a later stage already has it. Throws RunEnded when the run is over. */
+  /**
+   * Claims `stage` for the run; false when a later stage already has it (a job retried after a crash:
+   * its successor was enqueued or, inline, already ran). Throws RunEnded when the run is over.
+   */
   private async claim(data: IngestJob, stage: Stage): Promise<boolean> {
     const state = await this.store.begin(data.documentId, data.run, stage, PROGRESS[stage]);
     if (state === 'past') return false;
@@ -187,8 +214,8 @@ export class Pipeline {
     this.push({ id: data.documentId, ownerId: data.ownerId, status: 'failed', stage, progress: 0 });
   }
 
-  private async parse(data: IngestJob): Promise<void> {
-    if (!(await this.claim(data, 'parse'))) return;
+  private async parse(data: IngestJob): Promise<Stage | undefined> {
+    if (!(await this.claim(data, 'parse'))) return 'chunk';
     const doc = await this.store.get(data.documentId);
     if (!doc) throw new RunEnded('gone');
     const s = this.settings.current();
@@ -202,35 +229,48 @@ export class Pipeline {
     }
     const parsed = await parseDocument(bytes, doc.mediaType, { maxTextChars: s.maxTextChars, maxUnzippedBytes: s.maxUnzippedBytes });
     await this.store.saveParsed(doc.id, data.run, parsed.blocks, blocksToMarkdown(parsed.blocks));
-    await this.ensureLive(data, await this.store.state(doc.id, data.run));
-    await this.enqueue('chunk', data);
+    // Inline, the next stage's claim makes this check.
+    if (!this.runsInline('chunk', data)) await this.ensureLive(data, await this.store.state(doc.id, data.run));
+    return 'chunk';
   }
 
-  private async chunk(data: IngestJob): Promise<void> {
-    if (!(await this.claim(data, 'chunk'))) return;
+  private async chunk(data: IngestJob): Promise<Stage | undefined> {
+    if (!(await this.claim(data, 'chunk'))) return 'embed';
     const blocks = await this.store.blocks(data.documentId, data.run);
-    if (!blocks) throw new Error('the parsed text of this run is missing');
+    if (!blocks) {
+      // Chunks replace the blocks in one MULTI: a chunk stage that crashed right after it left chunks.
+      const saved = await this.store.chunkTotal(data.documentId, data.run);
+      if (!saved) throw new Error('the parsed text of this run is missing');
+      await this.ensureLive(data, await this.store.updateRun(data.documentId, data.run, { chunkCount: saved }));
+      return 'embed';
+    }
     const s = this.settings.current();
     const chunks = chunkBlocks(blocks, { size: s.chunkSize, overlap: s.chunkOverlap });
     if (!chunks.length) throw new PermanentFailure('nothing to index: no text');
     await this.store.saveChunks(data.documentId, data.run, chunks);
     await this.ensureLive(data, await this.store.updateRun(data.documentId, data.run, { chunkCount: chunks.length }));
-    await this.enqueue('embed', data);
+    return 'embed';
   }
 
-  private async embed(data: IngestJob): Promise<void> {
-    if (!(await this.claim(data, 'embed'))) return;
+  private async embed(data: IngestJob): Promise<Stage | undefined> {
+    if (!(await this.claim(data, 'embed'))) return 'index';
     const { documentId, run } = data;
     const total = await this.store.chunkTotal(documentId, run);
+    const liveness = (d: StoredDocument | undefined): RunState => (!d ? 'gone' : d.run !== run ? 'stale' : d.status === 'cancelled' || d.status === 'failed' ? d.status : 'ok');
     let doc = await this.store.get(documentId);
+    await this.ensureLive(data, liveness(doc));
     if (!doc) throw new RunEnded('gone');
     // A first batch clears the vectors of earlier runs (a reindex); a resumed one keeps its own.
     if (doc.embedded === 0) await this.embeddings.remove({ collection: COLLECTION, documentId });
     const batch = this.settings.current().embedBatchSize;
-    for (let from = doc.embedded; from < total; from += batch) {
-      // Between batches: the document may have been cancelled, deleted or reindexed meanwhile.
-      doc = await this.store.get(documentId);
-      await this.ensureLive(data, !doc ? 'gone' : doc.run !== run ? 'stale' : doc.status === 'cancelled' || doc.status === 'failed' ? doc.status : 'ok');
+    const start = doc.embedded;
+    for (let from = start; from < total; from += batch) {
+      // Between batches: the document may have been cancelled, deleted or reindexed meanwhile (the
+      // record read above is fresh enough for the first).
+      if (from !== start) {
+        doc = await this.store.get(documentId);
+        await this.ensureLive(data, liveness(doc));
+      }
       const chunks = await this.store.chunks(documentId, run, from, from + batch - 1);
       await this.embeddings.upsert({
         collection: COLLECTION,
@@ -255,13 +295,14 @@ export class Pipeline {
       const progress = PROGRESS.embed + ((PROGRESS.index - PROGRESS.embed) * done) / Math.max(1, total);
       // Recorded after the write: a cancel that came during it is seen here, and this run cleans up.
       await this.ensureLive(data, await this.store.updateRun(documentId, run, { embedded: done, progress: progress.toFixed(4) }));
-      this.push({ id: documentId, ownerId: data.ownerId, status: 'embedding', stage: 'embed', progress });
+      // The last batch's progress is not pushed: `indexed` follows at once.
+      if (done < total) this.push({ id: documentId, ownerId: data.ownerId, status: 'embedding', stage: 'embed', progress });
     }
-    await this.enqueue('index', data);
+    return 'index';
   }
 
-  private async index(data: IngestJob): Promise<void> {
-    if (!(await this.claim(data, 'index'))) return;
+  private async index(data: IngestJob): Promise<Stage | undefined> {
+    if (!(await this.claim(data, 'index'))) return undefined;
     const { documentId, run } = data;
     const doc = await this.store.get(documentId);
     if (!doc) throw new RunEnded('gone');
@@ -284,5 +325,6 @@ export class Pipeline {
     await this.ensureLive(data, await this.store.updateRun(documentId, run, { status: 'indexed', progress: 1, chunkCount, indexedAt, error: '' }));
     if (run > 1) await this.store.removeRunData(documentId, Array.from({ length: run - 1 }, (_, i) => i + 1));
     this.push({ id: documentId, ownerId: data.ownerId, status: 'indexed', stage: 'index', progress: 1 });
+    return undefined;
   }
 }

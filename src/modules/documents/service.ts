@@ -133,7 +133,7 @@ export class DocumentsService implements Handlers<typeof documentsContract> {
         const existing = await this.store.get(holder);
         if (existing) items.push(view(existing));
       }
-      await this.pipeline.enqueueMany('parse', fresh.map((d) => ({ documentId: d.id, ownerId: d.ownerId, run: d.run })));
+      await this.pipeline.enqueueMany('parse', fresh.map((d) => ({ documentId: d.id, ownerId: d.ownerId, run: d.run, size: d.size })));
       for (const d of fresh) this.pipeline.push(d);
       this.logger.info({ count: fresh.length, duplicates: stored.length - fresh.length }, 'documents accepted');
       return { items };
@@ -236,7 +236,7 @@ export class DocumentsService implements Handlers<typeof documentsContract> {
     const outcome = await this.store.restart(d.id, run);
     if (outcome === 'busy') throw new ContractError('conflict', `document ${d.id} is being processed (${d.status}); cancel it first or wait`);
     if (outcome === 'gone') throw new ContractError('not_found', `no document ${d.id}`);
-    await this.pipeline.enqueue('parse', { documentId: d.id, ownerId: d.ownerId, run });
+    await this.pipeline.enqueue('parse', { documentId: d.id, ownerId: d.ownerId, run, size: d.size });
     const now = (await this.store.get(d.id))!;
     this.pipeline.push(now);
     return view(now);
