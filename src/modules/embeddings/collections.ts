@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { COLLECTIONS } from './contract.js';
-import { VectorIndex, type IndexTuning } from './vector-index.js';
+import { VectorIndex, type IndexTuning, type VectorMetadata } from './vector-index.js';
 import { VectorStore, type Collection, type CollectionInfo, type LogEntry } from './vector-store.js';
 
 const BLOCK_MS = 250;
@@ -38,6 +38,8 @@ export class Collections {
   private readonly loaded = new Map<Collection, Promise<void>>();
   private readonly savedVersion = new Map<Collection, number>();
   private lastSnapshot = Date.now();
+  /** Change-log entries of this instance's writes already applied here: the tail skips them. */
+  private readonly appliedHere = new Set<string>();
 
   /**
    * `snapshotDir`: where HNSW graphs are saved, so a restart loads the graph instead of rebuilding it
@@ -198,6 +200,24 @@ export class Collections {
     }
   }
 
+  /**
+   * After a local write: puts what was written (`streamId` its change-log entry) into the index
+   * without reading it back from Redis, and lets the tail skip that entry. Any later change (here or
+   * elsewhere) has a later entry, applied from Redis as usual, so the index still converges to Redis.
+   */
+  async applyWritten(c: Collection, streamId: string, items: { id: string; vector: Float32Array; metadata: VectorMetadata }[]): Promise<void> {
+    const idx = this.indexes.get(c);
+    if (!idx || items.some((i) => i.vector.length !== idx.dimensions)) {
+      await this.apply(c, items.map((i) => i.id));
+      return;
+    }
+    // The metadata as it reads back from Redis (JSON), not the caller's object.
+    for (const i of items) idx.put(i.id, i.vector, JSON.parse(JSON.stringify(i.metadata)) as VectorMetadata);
+    // Normally the tail deletes it at once; one it read before this (it then applied from Redis) would stay.
+    if (this.appliedHere.size > 10_000) this.appliedHere.clear();
+    this.appliedHere.add(streamId);
+  }
+
   /** Forgets the collection locally (it was reset). */
   dropLocal(c: Collection): void {
     this.indexes.get(c)?.dispose();
@@ -213,6 +233,7 @@ export class Collections {
         this.dropLocal(c);
         continue;
       }
+      if (this.appliedHere.delete(e.streamId)) continue;
       for (const id of e.ids) ids.add(id);
     }
     await this.apply(c, [...ids]);

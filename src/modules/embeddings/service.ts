@@ -155,12 +155,9 @@ export class EmbeddingsService implements Handlers<typeof embeddingsContract> {
     const byId = new Map(input.items.map((i) => [i.id, i]));
     const items = [...byId.values()];
     const vectors = await this.embedTexts(embedder, items.map((i) => i.text), call.signal);
-    await this.store.put(
-      c,
-      { model: embedder.model, dimensions: embedder.dimensions },
-      items.map((item, i) => ({ id: item.id, vector: vectors[i]!, metadata: item.metadata as VectorMetadata })),
-    );
-    await this.collections.apply(c, items.map((i) => i.id));
+    const written = items.map((item, i) => ({ id: item.id, vector: vectors[i]!, metadata: item.metadata as VectorMetadata }));
+    const streamId = await this.store.put(c, { model: embedder.model, dimensions: embedder.dimensions }, written);
+    await this.collections.applyWritten(c, streamId, written);
     return { upserted: items.length, model: embedder.model, dimensions: embedder.dimensions };
   }
 

@@ -63,10 +63,23 @@ function parseFields(fields: string[]): { op: LogOp; ids: string[] } {
   return { op: (o.op ?? 'put') as LogOp, ids: o.ids ? (JSON.parse(o.ids) as string[]) : [] };
 }
 
+interface PendingPut {
+  c: Collection;
+  model: CollectionInfo;
+  items: StoredVector[];
+  resolve: (streamId: string) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Vectors one grouped write takes at most. */
+const GROUP_MAX_ITEMS = 4096;
+
 export class VectorStore {
   /** WATCH is per connection: model-checked writes go one at a time over a connection of their own. */
   private readonly writer: Redis;
   private writing: Promise<unknown> = Promise.resolve();
+  /** Writes waiting for the writer: those of one collection and model go together in one MULTI. */
+  private pending: PendingPut[] = [];
 
   constructor(private readonly redis: Redis) {
     this.writer = redis.duplicate({ enableAutoPipelining: false });
@@ -95,13 +108,40 @@ export class VectorStore {
   /**
    * Writes vectors with their metadata, the collection's model checked under WATCH: a collection
    * holding vectors of another model refuses (409) until it is emptied or reset; an empty one takes
-   * the new model.
+   * the new model. Answers the change-log id of the write.
+   *
+   * Writes go one at a time (WATCH), so the ones that queue up meanwhile (concurrent documents) are
+   * committed together: one WATCH/MULTI round for all of them instead of one each.
    */
-  put(c: Collection, model: CollectionInfo, items: StoredVector[]): Promise<void> {
-    return this.serial(() => this.putNow(c, model, items));
+  put(c: Collection, model: CollectionInfo, items: StoredVector[]): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      this.pending.push({ c, model, items, resolve, reject });
+      void this.serial(() => this.flush());
+    });
   }
 
-  private async putNow(c: Collection, model: CollectionInfo, items: StoredVector[]): Promise<void> {
+  /** Commits the oldest waiting write with every other waiting one of the same collection and model. */
+  private async flush(): Promise<void> {
+    const first = this.pending[0];
+    if (!first) return; // An earlier flush took it.
+    const group: PendingPut[] = [];
+    let count = 0;
+    for (const p of this.pending) {
+      if (p.c !== first.c || p.model.model !== first.model.model || p.model.dimensions !== first.model.dimensions) continue;
+      if (group.length > 0 && count + p.items.length > GROUP_MAX_ITEMS) break;
+      group.push(p);
+      count += p.items.length;
+    }
+    this.pending = this.pending.filter((p) => !group.includes(p));
+    try {
+      const streamId = await this.putNow(first.c, first.model, group.flatMap((p) => p.items));
+      for (const p of group) p.resolve(streamId);
+    } catch (err) {
+      for (const p of group) p.reject(err);
+    }
+  }
+
+  private async putNow(c: Collection, model: CollectionInfo, items: StoredVector[]): Promise<string> {
     const w = this.writer;
     for (let attempt = 0; attempt < 5; attempt++) {
       // Only the model record is watched: it changes on creation and reset, not on every write.
@@ -135,7 +175,7 @@ export class VectorStore {
         if (done === null) continue; // The model or the vectors changed under us: look again.
         const failed = done.find(([err]) => err);
         if (failed) throw failed[0]!;
-        return;
+        return String(done[done.length - 1]![1]);
       } catch (err) {
         await w.unwatch().catch(() => undefined);
         throw err;
