@@ -99,40 +99,40 @@ export class DocumentsService implements Handlers<typeof documentsContract> {
       }
       const fields = parseInput(uploadFields, { ...raw, tags: raw.tags.map((t) => t.trim()).filter(Boolean) });
       const tags = [...new Set(fields.tags)];
-      const items: DocumentView[] = [];
-      const fresh: StoredDocument[] = [];
-      for (const f of stored) {
-        const doc: StoredDocument = {
-          id: newDocumentId(),
-          ownerId: actor.id,
-          name: f.name,
-          mediaType: f.mediaType,
-          size: f.size,
-          sha256: f.sha256,
-          fileId: f.id,
-          shared: false,
-          status: 'queued',
-          stage: null,
-          progress: 0,
-          chunkCount: 0,
-          categoryId: fields.categoryId ?? null,
-          tags,
-          createdAt: new Date().toISOString(),
-          run: 1,
-          stageIdx: -1,
-          embedded: 0,
-        };
-        const holder = await this.store.create(doc);
-        if (holder === doc.id) {
-          fresh.push(doc);
-          items.push(view(doc));
-          continue;
-        }
-        // The same bytes again: the document that has them already answers, and this copy goes.
-        await this.files.deleteFile({ id: f.id }).catch(() => undefined);
-        const existing = await this.store.get(holder);
-        if (existing) items.push(view(existing));
-      }
+      // Recorded all at once (independent records; the same bytes twice in one request are settled by
+      // the create script, first come first served), answered in the order of the form.
+      const recorded = await Promise.all(
+        stored.map(async (f): Promise<{ fresh?: StoredDocument; item?: DocumentView }> => {
+          const doc: StoredDocument = {
+            id: newDocumentId(),
+            ownerId: actor.id,
+            name: f.name,
+            mediaType: f.mediaType,
+            size: f.size,
+            sha256: f.sha256,
+            fileId: f.id,
+            shared: false,
+            status: 'queued',
+            stage: null,
+            progress: 0,
+            chunkCount: 0,
+            categoryId: fields.categoryId ?? null,
+            tags,
+            createdAt: new Date().toISOString(),
+            run: 1,
+            stageIdx: -1,
+            embedded: 0,
+          };
+          const holder = await this.store.create(doc);
+          if (holder === doc.id) return { fresh: doc, item: view(doc) };
+          // The same bytes again: the document that has them already answers, and this copy goes.
+          await this.files.deleteFile({ id: f.id }).catch(() => undefined);
+          const existing = await this.store.get(holder);
+          return existing ? { item: view(existing) } : {};
+        }),
+      );
+      const items = recorded.flatMap((r) => (r.item ? [r.item] : []));
+      const fresh = recorded.flatMap((r) => (r.fresh ? [r.fresh] : []));
       await this.pipeline.enqueueMany('parse', fresh.map((d) => ({ documentId: d.id, ownerId: d.ownerId, run: d.run, size: d.size })));
       for (const d of fresh) this.pipeline.push(d);
       this.logger.info({ count: fresh.length, duplicates: stored.length - fresh.length }, 'documents accepted');

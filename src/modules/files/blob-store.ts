@@ -12,14 +12,21 @@ export interface WrittenBlob {
   tmpPath: string;
   size: number;
   sha256: string;
+  /** The first bytes (up to the `headBytes` asked for), so sniffing a small file need not read it back. */
+  head: Buffer;
 }
 
 /** Counts and hashes what passes; fails the pipeline as soon as a limit is crossed. */
 class Meter extends Transform {
   size = 0;
   private readonly hash = createHash('sha256');
+  private readonly headParts: Buffer[] = [];
+  private headSize = 0;
 
-  constructor(private readonly check: (size: number) => ContractError | undefined) {
+  constructor(
+    private readonly check: (size: number) => ContractError | undefined,
+    private readonly headBytes: number,
+  ) {
     super();
   }
 
@@ -31,7 +38,17 @@ class Meter extends Transform {
       return;
     }
     this.hash.update(chunk);
+    if (this.headSize < this.headBytes) {
+      // Copied: the chunk's memory belongs to the stream.
+      const part = Buffer.from(chunk.subarray(0, this.headBytes - this.headSize));
+      this.headParts.push(part);
+      this.headSize += part.length;
+    }
     done(null, chunk);
+  }
+
+  head(): Buffer {
+    return Buffer.concat(this.headParts);
   }
 
   digest(): string {
@@ -43,6 +60,8 @@ export class BlobStore {
   readonly root: string;
   private readonly tmpDir: string;
   private readonly blobDir: string;
+  /** Blob subdirectories known to exist: each is made once per process, not once per file. */
+  private readonly madeDirs = new Set<string>();
 
   constructor(dataDir: string) {
     this.root = path.resolve(dataDir, 'files');
@@ -78,9 +97,9 @@ export class BlobStore {
    * Streams `source` to a temporary file. `check` is asked after every chunk and may refuse (a limit):
    * the temporary file is then removed before the refusal is thrown.
    */
-  async write(source: Readable, check: (size: number) => ContractError | undefined): Promise<WrittenBlob> {
+  async write(source: Readable, check: (size: number) => ContractError | undefined, headBytes = 0): Promise<WrittenBlob> {
     const tmpPath = path.join(this.tmpDir, `${randomBytes(12).toString('hex')}.part`);
-    const meter = new Meter(check);
+    const meter = new Meter(check, headBytes);
     // The source is piped by hand, not through pipeline(): a refusal must not destroy the client's
     // request (it would reset the connection before the 413 is read); the edge settles what is left.
     const onSourceError = (err: Error) => meter.destroy(err);
@@ -97,14 +116,25 @@ export class BlobStore {
     } finally {
       source.off('error', onSourceError);
     }
-    return { tmpPath, size: meter.size, sha256: meter.digest() };
+    return { tmpPath, size: meter.size, sha256: meter.digest(), head: meter.head() };
   }
 
   /** Moves a complete temporary file to its id. */
   async commit(tmpPath: string, id: string): Promise<void> {
     const target = this.pathOf(id);
-    await mkdir(path.dirname(target), { recursive: true });
-    await rename(tmpPath, target);
+    const dir = path.dirname(target);
+    if (!this.madeDirs.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.madeDirs.add(dir);
+    }
+    try {
+      await rename(tmpPath, target);
+    } catch (err) {
+      // The directory went away behind our back (cleaned by hand): make it again once.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await mkdir(dir, { recursive: true });
+      await rename(tmpPath, target);
+    }
   }
 
   async discard(tmpPath: string): Promise<void> {

@@ -3,7 +3,7 @@
 // inflating anything: a zip bomb is sniffed as safely as any other file. Formats file-type cannot
 // sniff (plain text, Markdown, CSV, JSON, HTML) are recognised as text, then by content and extension.
 import { open } from 'node:fs/promises';
-import { fileTypeFromFile } from 'file-type';
+import { fileTypeFromBuffer, fileTypeFromFile } from 'file-type';
 
 const TEXT_HEAD_BYTES = 64 * 1024;
 const ZIP_TAIL_BYTES = 66_000; // the end-of-central-directory record sits within the last 64 KiB + 22 bytes
@@ -107,14 +107,23 @@ function textKind(text: string, name: string, complete: boolean): string {
   return MEDIA_TYPES.text;
 }
 
-export async function sniffMediaType(filePath: string, size: number, name: string): Promise<string> {
+/** How much of the start of a file the sniffing reads: what a writer may keep in memory to spare the reads. */
+export const SNIFF_HEAD_BYTES = TEXT_HEAD_BYTES;
+
+/**
+ * `head`: the first min(size, SNIFF_HEAD_BYTES) bytes when the caller has them already (kept while
+ * streaming); then a file that small is sniffed without opening it again.
+ */
+export async function sniffMediaType(filePath: string, size: number, name: string, known?: Buffer): Promise<string> {
   if (size === 0) return MEDIA_TYPES.text;
-  const head = await readRange(filePath, 0, Math.min(size, TEXT_HEAD_BYTES));
+  const headLength = Math.min(size, TEXT_HEAD_BYTES);
+  const head = known && known.length === headLength ? known : await readRange(filePath, 0, headLength);
   if (head.length >= 4 && head.readUInt32LE(0) === 0x04034b50) {
     const names = await zipEntryNames(filePath, size);
     return names ? zipKind(names) : MEDIA_TYPES.zip;
   }
-  const sniffed = await fileTypeFromFile(filePath).catch(() => undefined);
+  // A head that is the whole file says all the file does.
+  const sniffed = await (size <= TEXT_HEAD_BYTES ? fileTypeFromBuffer(head) : fileTypeFromFile(filePath)).catch(() => undefined);
   if (sniffed) return sniffed.mime;
   const text = decodeText(head);
   if (text === undefined) return MEDIA_TYPES.binary;

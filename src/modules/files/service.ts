@@ -14,7 +14,7 @@ import { configContract } from '../config/contract.js';
 import { BlobStore } from './blob-store.js';
 import { filesContract, filesSettings, type FileView } from './contract.js';
 import { FileStore, newFileId, type StoredFile } from './file-store.js';
-import { sniffMediaType } from './media-type.js';
+import { SNIFF_HEAD_BYTES, sniffMediaType } from './media-type.js';
 import type { Readable } from 'node:stream';
 
 function view(f: StoredFile): FileView {
@@ -66,12 +66,14 @@ export class FilesService implements Handlers<typeof filesContract> {
     const used = await this.files.usedBytes(ownerId);
     const overQuota = () => tooLarge('files.quotaBytes', quotaBytes, `the file with the ${used} bytes already stored`);
     if (declaredSize !== undefined && used + declaredSize > quotaBytes) throw overQuota();
-    const blob = await this.blobs.write(source, (size) =>
-      size > maxFileBytes ? tooLarge('files.maxFileBytes', maxFileBytes, 'the file') : used + size > quotaBytes ? overQuota() : undefined,
+    const blob = await this.blobs.write(
+      source,
+      (size) => (size > maxFileBytes ? tooLarge('files.maxFileBytes', maxFileBytes, 'the file') : used + size > quotaBytes ? overQuota() : undefined),
+      SNIFF_HEAD_BYTES,
     );
     const id = newFileId();
     try {
-      const mediaType = await sniffMediaType(blob.tmpPath, blob.size, name);
+      const mediaType = await sniffMediaType(blob.tmpPath, blob.size, name, blob.head);
       const file: StoredFile = { id, ownerId, name, mediaType, size: blob.size, sha256: blob.sha256, createdAt: new Date().toISOString() };
       // Renamed before the record exists: a crash in between leaves an unreferenced blob, never a record without bytes.
       await this.blobs.commit(blob.tmpPath, id);
