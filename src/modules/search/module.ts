@@ -44,7 +44,7 @@ export const searchModule = defineModule({
       },
       'auth.user.deleted': (event) => index.dropOwner((event.payload as { userId: string }).userId),
       'documents.document.indexed': (event) => index.documentIndexed(event.payload as DocumentIndexed),
-      'documents.document.updated': (event) => index.documentUpdated(event.payload as DocumentMeta),
+      'documents.document.updated': (event) => index.documentUpdated(event.payload as DocumentMeta, event.occurredAt),
       'documents.document.deleted': (event) => index.documentDeleted(event.payload as { documentId: string }),
       'knowledge.fact.created': (event) => index.fact('created', event.payload as FactEvent),
       'knowledge.fact.updated': (event) => index.fact('updated', event.payload as FactEvent),

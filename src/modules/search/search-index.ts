@@ -36,6 +36,8 @@ export interface DocumentIndexed {
   tags: string[];
   shared: boolean;
   run: number;
+  /** When the pipeline read the document's metadata for this announcement. */
+  indexedAt?: string;
 }
 
 export interface DocumentMeta {
@@ -121,6 +123,12 @@ export class SearchIndex {
       if (rec.run && Number(rec.run) > e.run) return;
       const chunks = await this.readChunks(e.documentId, e.ownerId, e.run);
       if (!chunks) return;
+      // A change of sharing, category or tags announced before this (see documentUpdated) but made
+      // after the pipeline read the metadata wins over what this announcement carries.
+      if (rec.pending) {
+        const p = JSON.parse(rec.pending) as { shared: boolean; categoryId: string | null; tags: string[]; at: string };
+        if (!e.indexedAt || p.at > e.indexedAt) e = { ...e, shared: p.shared, categoryId: p.categoryId, tags: p.tags };
+      }
       const partition = partitionOf(e.ownerId, e.shared);
       const docs = chunks.map((c) => chunkDocument(c, e));
       for (let i = 0; i < docs.length; i += BATCH) await this.items.add(partition, docs.slice(i, i + BATCH));
@@ -131,6 +139,8 @@ export class SearchIndex {
         if (rec.partition !== partition) await this.titles.remove(rec.partition, [e.documentId]);
       }
       await this.titles.add(partition, [{ id: e.documentId, text: e.name, fields: { t: 'document', s: e.documentId, ti: e.name } }]);
+      // The record lives as long as the document (a pending change had given the key a lifetime).
+      await this.redis.multi().hdel(`doc:${e.documentId}`, 'pending').persist(`doc:${e.documentId}`).exec();
       await this.redis.hset(`doc:${e.documentId}`, {
         run: e.run,
         ownerId: e.ownerId,
@@ -167,10 +177,20 @@ export class SearchIndex {
   }
 
   /** Sharing, category or tags changed: the chunks follow (moved between partitions if need be). */
-  documentUpdated(e: DocumentMeta): Promise<void> {
+  documentUpdated(e: DocumentMeta, occurredAt = new Date().toISOString()): Promise<void> {
     return this.serial(`d:${e.documentId}`, async () => {
       const rec = await this.redis.hgetall(`doc:${e.documentId}`);
-      if (!rec.partition || rec.deleted) return;
+      if (rec.deleted) return;
+      if (!rec.partition) {
+        // Not indexed here yet (events of different types travel in different streams): keep the
+        // newest change for the `indexed` announcement to compare with.
+        const prev = rec.pending ? (JSON.parse(rec.pending) as { at: string }) : undefined;
+        if (!prev || prev.at <= occurredAt) {
+          await this.redis.hset(`doc:${e.documentId}`, 'pending', JSON.stringify({ shared: e.shared, categoryId: e.categoryId, tags: e.tags, at: occurredAt }));
+          await this.redis.expire(`doc:${e.documentId}`, TOMBSTONE_TTL_S);
+        }
+        return;
+      }
       const partition = partitionOf(e.ownerId, e.shared);
       const same = partition === rec.partition && (e.categoryId ?? '') === rec.categoryId && JSON.stringify(e.tags) === rec.tags;
       if (same) return;
