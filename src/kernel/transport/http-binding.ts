@@ -66,8 +66,6 @@ function send(url: URL, body: string | UploadBody, hdrs: Record<string, string>,
       return;
     }
     const mod = url.protocol === 'https:' ? https : http;
-    // The signal destroys the request, and with it the connection, whenever it aborts: before the
-    // answer, or while a stream is being read. The server sees the socket close and stops the handler.
     const req = mod.request(url, {
       method: 'POST',
       agent: url.protocol === 'https:' ? agents.https : agents.http,
@@ -76,13 +74,29 @@ function send(url: URL, body: string | UploadBody, hdrs: Record<string, string>,
           ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...hdrs }
           : // An upload streams its body as it arrives (chunked unless its length is known).
             { 'content-type': body.contentType, ...(body.contentLength !== undefined ? { 'content-length': body.contentLength } : {}), ...hdrs },
-      ...(signal ? { signal } : {}),
     });
+    // The signal destroys the request, and with it the connection, whenever it aborts: before the
+    // answer, or while a stream is being read. The server sees the socket close and stops the handler.
+    // Not through http.request's own `signal` option: that one stays armed after the answer was read and
+    // its socket went back to the pool, and a late abort then destroys a finished response with an error
+    // nobody listens to (an uncaught exception). Here the abort is disarmed once the exchange is over.
+    if (signal) {
+      // Destroyed without an error: once the answer has begun, the socket's error listener is gone and an
+      // error would be uncaught; the reader sees the body end short, the caller learns why from the signal.
+      const onAbort = () => {
+        req.destroy();
+        reject(cancelledError(signal));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      req.once('close', () => signal.removeEventListener('abort', onAbort));
+    }
     const timer = setTimeout(() => {
       req.destroy(new ContractError('timeout', `no answer from ${url.host} within ${wait} ms`, TRANSPORT));
     }, wait);
     req.on('response', (res) => {
       clearTimeout(timer);
+      // Whoever reads the body sees its errors; this keeps one that lands between reads from being uncaught.
+      res.on('error', () => undefined);
       resolve({ res });
     });
     req.on('error', (err) => {

@@ -52,6 +52,34 @@ for (const kind of BINDING_KINDS) {
       await expect(it.next()).resolves.toEqual({ done: true, value: undefined });
     });
 
+    it('a stop after the stream was read (break on the last chunk, or a late abort) is harmless', async () => {
+      // Over HTTP this once destroyed a finished response with an error nobody listened to: an uncaught
+      // exception that vitest reports (and that kills a server process).
+      const { port } = await bound(kind);
+      const got: unknown[] = [];
+      for (let round = 0; round < 3; round++) {
+        const early = new AbortController();
+        await withContext({ signal: early.signal }, async () => {
+          for await (const c of port.count({ n: 3 })) {
+            got.push(c);
+            if ((c as { i: number }).i === 2) break;
+          }
+        });
+        early.abort();
+        const late = new AbortController();
+        await withContext({ signal: late.signal }, async () => {
+          for await (const c of port.count({ n: 3 })) got.push(c);
+        });
+        late.abort();
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      expect(got).toHaveLength(18);
+      // The binding still works after all that.
+      const again: unknown[] = [];
+      for await (const c of port.count({ n: 2 })) again.push(c);
+      expect(again).toEqual([{ i: 0 }, { i: 1 }]);
+    });
+
     it("the caller's signal aborting fails the pending chunk and stops the producer at once", async () => {
       const { rec, port } = await bound(kind);
       const ac = new AbortController();
