@@ -102,7 +102,10 @@ export class EmbeddingsService implements Handlers<typeof embeddingsContract> {
   /** Embeds with the cache in front and the provider called in batches of `batchSize`. */
   private async embedTexts(embedder: Embedder, texts: string[], signal?: AbortSignal): Promise<Float32Array[]> {
     const s = this.s;
-    const cached = s.cache ? await this.cache.getMany(embedder.model, texts, embedder.dimensions) : texts.map(() => undefined);
+    // The built-in embedder computes a vector faster than Redis hands a cached one back (hash, read,
+    // write, memory): only the providers that cost something are cached.
+    const useCache = s.cache && embedder.provider !== 'builtin';
+    const cached = useCache ? await this.cache.getMany(embedder.model, texts, embedder.dimensions) : texts.map(() => undefined);
     const missing = [...new Set(texts.filter((_, i) => !cached[i]))];
     const made = new Map<string, Float32Array>();
     for (let i = 0; i < missing.length; i += s.batchSize) {
@@ -111,7 +114,7 @@ export class EmbeddingsService implements Handlers<typeof embeddingsContract> {
       const vectors = await embedder.embed(batch, signal);
       this.providerTexts.set(embedder.model, (this.providerTexts.get(embedder.model) ?? 0) + batch.length);
       batch.forEach((t, j) => made.set(t, normalise(vectors[j]!)));
-      if (s.cache) await this.cache.setMany(embedder.model, batch.map((text, j) => ({ text, vector: vectors[j]! })), s.cacheTtlDays * 86_400);
+      if (useCache) await this.cache.setMany(embedder.model, batch.map((text, j) => ({ text, vector: vectors[j]! })), s.cacheTtlDays * 86_400);
     }
     return texts.map((t, i) => cached[i] ?? made.get(t)!);
   }
