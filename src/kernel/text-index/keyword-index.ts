@@ -7,7 +7,7 @@
 // restart loads the snapshot and replays the tail: the index is never rebuilt per query, nor from the
 // source data. Applying an entry twice is harmless (add replaces, remove of an absent id is a no-op),
 // which is what makes the replay after a snapshot safe.
-import MiniSearch, { type Query, type SearchResult } from 'minisearch';
+import MiniSearch, { type Query } from 'minisearch';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { containsPhrase, highlight, normalizePhrase, parseQuery, STOP_TERMS, stemTerm, tokenize, type ParsedQuery } from './analyzer.js';
@@ -82,6 +82,107 @@ function idAfter(a: string, b: string): boolean {
   const [am, as] = a.split('-').map(Number) as [number, number];
   const [bm, bs] = b.split('-').map(Number) as [number, number];
   return am > bm || (am === bm && as > bs);
+}
+
+// MiniSearch 7 internals used by topHits (the public `search` builds a result object with every stored
+// field for each match and sorts them all, which for a frequent word over 100k documents is most of
+// the query's time). `executeQuery` is the same matching and BM25+ scoring `search` uses.
+interface MiniSearchInternals {
+  executeQuery(query: Query, options: object): Map<number, { score: number; terms: string[] }>;
+  _documentIds: Map<number, string>;
+  _storedFields: Map<number, { text?: unknown; f?: unknown } | undefined>;
+}
+
+interface RankedHit {
+  id: string;
+  score: number;
+  fields: Record<string, string>;
+  text: string;
+}
+
+/** Candidates walked per round, best first, before sorting the rest (enough for a page of hits). */
+const ROUND = 256;
+
+/**
+ * The best `limit` documents of a query, as MiniSearch's `search` ranks them (score × matched query
+ * terms, best first), without building and sorting a result per match: scores go into typed arrays,
+ * the best candidates are picked in rounds (a partial selection), and only those are checked
+ * (filter, phrases) and turned into hits. Ties keep MiniSearch's order (insertion order, stable sort).
+ */
+function topHits(
+  index: MiniSearch,
+  query: Query,
+  limit: number,
+  filter: ((fields: Record<string, string>) => boolean) | undefined,
+  accept: ((text: string) => boolean) | undefined,
+): RankedHit[] {
+  const ms = index as unknown as MiniSearchInternals;
+  const raw = ms.executeQuery(query, {});
+  const n = raw.size;
+  if (!n || limit <= 0) return [];
+  const ids = new Int32Array(n);
+  const scores = new Float64Array(n);
+  let k = 0;
+  for (const [docId, r] of raw) {
+    ids[k] = docId;
+    scores[k] = r.score * (r.terms.length || 1);
+    k++;
+  }
+  const out: RankedHit[] = [];
+  const take = (i: number): boolean => {
+    const stored = ms._storedFields.get(ids[i]!) ?? {};
+    const fields = (stored.f ?? {}) as Record<string, string>;
+    if (filter && !filter(fields)) return false;
+    const text = String(stored.text ?? '');
+    if (accept && !accept(text)) return false;
+    out.push({ id: String(ms._documentIds.get(ids[i]!)), score: scores[i]!, fields, text });
+    return out.length >= limit;
+  };
+  // Positions in score order (descending, ties by position): picked a round at a time by keeping a
+  // small sorted window, so the common case (the page fills from the first candidates) costs one pass.
+  const order = (a: number, b: number) => scores[b]! - scores[a]! || a - b;
+  const done = new Uint8Array(n);
+  let remaining = n;
+  while (remaining > 0) {
+    const size = Math.min(ROUND, remaining);
+    if (remaining <= ROUND * 4) {
+      // Few left: sort them all.
+      const rest: number[] = [];
+      for (let i = 0; i < n; i++) if (!done[i]) rest.push(i);
+      rest.sort(order);
+      for (const i of rest) if (take(i)) return out;
+      return out;
+    }
+    // The `size` best not yet walked: a window kept sorted, entered only by candidates beating its worst.
+    const window: number[] = [];
+    for (let i = 0; i < n; i++) {
+      if (done[i]) continue;
+      if (window.length < size) {
+        window.push(i);
+        if (window.length === size) window.sort(order);
+        continue;
+      }
+      const worst = window[size - 1]!;
+      if (order(i, worst) >= 0) continue;
+      // Binary insertion, dropping the worst.
+      let lo = 0;
+      let hi = size - 1;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (order(i, window[mid]!) < 0) hi = mid;
+        else lo = mid + 1;
+      }
+      window.pop();
+      window.splice(lo, 0, i);
+    }
+    if (window.length < size) window.sort(order);
+    for (const i of window) {
+      done[i] = 1;
+      remaining--;
+      if (take(i)) return out;
+    }
+  }
+  return out;
 }
 
 export class KeywordIndex {
@@ -217,30 +318,25 @@ export class KeywordIndex {
     const parsed = parseQuery(q);
     if (!index || (!parsed.terms.length && !parsed.prefixes.length)) return [];
     const limit = opts.limit ?? 20;
-    const filter = opts.filter ? (r: SearchResult) => opts.filter!((r.f ?? {}) as Record<string, string>) : undefined;
-    // Phrases are checked on the ranked results, best first, only until the page is full: checking
-    // every candidate of a common word would cost a pass over most of the partition's text.
-    const page = (results: SearchResult[]) => {
-      if (!parsed.phrases.length) return results.slice(0, limit);
-      const out: SearchResult[] = [];
-      for (const r of results) {
-        const text = normalizePhrase(String(r.text ?? ''));
-        if (parsed.phrases.every((p) => containsPhrase(text, p)) && out.push(r) >= limit) break;
-      }
-      return out;
-    };
-    let results = page(index.search(this.query(parsed, 'AND'), filter ? { filter } : {}));
+    const filter = opts.filter;
+    const accept = parsed.phrases.length
+      ? (text: string) => {
+          const normal = normalizePhrase(text);
+          return parsed.phrases.every((p) => containsPhrase(normal, p));
+        }
+      : undefined;
+    let results = topHits(index, this.query(parsed, 'AND'), limit, filter, accept);
     if (!results.length && parsed.terms.length > 1) {
       // Some of the words, then: the topical ones (function words only if there is nothing else).
       const topical = parsed.terms.filter((t) => !STOP_TERMS.has(t));
       const some = topical.length ? { ...parsed, terms: topical } : parsed;
-      results = page(index.search(this.query(some, 'OR'), filter ? { filter } : {}));
+      results = topHits(index, this.query(some, 'OR'), limit, filter, accept);
     }
     return results.map((r) => ({
-      id: String(r.id),
+      id: r.id,
       score: r.score,
-      fields: (r.f ?? {}) as Record<string, string>,
-      highlight: opts.highlight === false ? '' : highlight(String(r.text ?? ''), parsed, opts.snippetWidth),
+      fields: r.fields,
+      highlight: opts.highlight === false ? '' : highlight(r.text, parsed, opts.snippetWidth),
     }));
   }
 
