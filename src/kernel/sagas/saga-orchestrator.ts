@@ -35,7 +35,11 @@ export interface SagaOrchestratorOptions {
   lockDurationMs?: number;
   /** How often workers look for sagas whose lease expired. Default: half of lockDurationMs. */
   stalledIntervalMs?: number;
-  /** Sagas this process drives at once. Default 16 (they mostly wait on operations). */
+  /**
+   * Sagas this process drives at once. Default 256: a saga mostly waits on operations (a chat turn
+   * holds its slot for the whole reply), and a saga waiting for a slot waits for someone else's whole
+   * saga: with 16 slots and 20 chats streaming, the 17th turn's first token waited for a full reply.
+   */
   concurrency?: number;
   /** First delay before a step's retry; doubles per failure. Default 500 ms. */
   retryDelayMs?: number;
@@ -89,7 +93,7 @@ export class SagaOrchestrator {
     this.journal = new SagaJournal(this.kernelRedis, { ...DEFAULT_SAGA_RETENTION, ...opts.retention });
     this.lockDurationMs = opts.lockDurationMs ?? 5_000;
     this.stalledIntervalMs = opts.stalledIntervalMs ?? Math.round(this.lockDurationMs / 2);
-    this.concurrency = opts.concurrency ?? 16;
+    this.concurrency = opts.concurrency ?? 256;
     this.retryDelayMs = opts.retryDelayMs ?? 500;
   }
 
