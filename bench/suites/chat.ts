@@ -9,6 +9,7 @@ import 'reflect-metadata';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Redis as IORedis } from 'ioredis';
 import { Ollama } from 'ollama';
 import { io as connectSocket, type Socket } from 'socket.io-client';
 import { startServer } from '../../src/app/server.js';
@@ -24,10 +25,13 @@ import { testAuthenticator, USER_TOKEN, userActor } from '../../tests/support/te
 import { chatCatalogue } from '../../tests/modules/messages/chat-app.js';
 import { cpuMs, fmt, percentile, rows } from '../lib.js';
 
-const USERS = 20;
+const USERS = Number(process.env.CHAT_BENCH_USERS ?? 20);
 const TOKENS = 50;
-const DURATION_MS = 10_000;
+const DURATION_MS = Number(process.env.CHAT_BENCH_DURATION_MS ?? 10_000);
 const WARMUP_MS = 2_000;
+// CHAT_BENCH_PHASES=inprocess,lifted,search (default all): quicker profiling runs of one part.
+const PHASES = new Set((process.env.CHAT_BENCH_PHASES ?? 'inprocess,lifted,search').split(','));
+const SEARCH_TOTAL = Number(process.env.CHAT_BENCH_SEARCH_MESSAGES ?? 100_000);
 const MAIN = path.resolve(import.meta.dirname, '../../tests/modules/messages/chat-process-main.ts');
 const INTERNAL = 'bench-chat-internal-token-0123456';
 const LIMITS = JSON.stringify({ default: { points: 10_000_000, durationS: 60 }, expensive: { points: 10_000_000, durationS: 60 } });
@@ -36,6 +40,8 @@ interface LoadResult {
   turnsPerS: number;
   /** CPU (user + system) of the AutoBot process(es) per completed turn, over the measured window. */
   cpuMsPerTurn?: number;
+  /** Redis commands (all connections, INFO commandstats) per completed turn: the same on any machine. */
+  redisCallsPerTurn?: number;
   ttft: number[];
   relay: number[];
   failed: number;
@@ -87,7 +93,25 @@ async function baseline(fake: FakeOllama): Promise<LoadResult> {
   return { turnsPerS: done / ((Date.now() - startedMeasure) / 1000), ttft, relay, failed: 0 };
 }
 
-async function chatLoad(fake: FakeOllama, url: string, pids: number[]): Promise<LoadResult> {
+const redisDetail = new Map<string, number>();
+
+async function redisCalls(redisUrl: string): Promise<number> {
+  const r = new IORedis(redisUrl, { lazyConnect: true });
+  try {
+    await r.connect();
+    const info = await r.info('commandstats');
+    let total = 0;
+    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+      total += Number(m[2]);
+      if (process.env.CHAT_BENCH_REDIS_DETAIL) redisDetail.set(m[1]!, Number(m[2]) - (redisDetail.get(m[1]!) ?? 0));
+    }
+    return total;
+  } finally {
+    r.disconnect();
+  }
+}
+
+async function chatLoad(fake: FakeOllama, url: string, pids: number[], redisUrl?: string): Promise<LoadResult> {
   const sockets: Socket[] = [];
   const writtenAt = writeClock(fake);
   const ttft: number[] = [];
@@ -119,9 +143,11 @@ async function chatLoad(fake: FakeOllama, url: string, pids: number[]): Promise<
     const stopAt = Date.now() + WARMUP_MS + DURATION_MS;
     const cpu = () => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
     let cpuAtStart = 0;
+    let redisAtStart: Promise<number> | undefined;
     setTimeout(() => {
       measuring = true;
       cpuAtStart = cpu();
+      if (redisUrl) redisAtStart = redisCalls(redisUrl);
     }, WARMUP_MS);
     const startedMeasure = Date.now() + WARMUP_MS;
     let n = 0;
@@ -163,7 +189,20 @@ async function chatLoad(fake: FakeOllama, url: string, pids: number[]): Promise<
       }),
     );
     const cpuUsed = cpu() - cpuAtStart;
-    return { turnsPerS: done / ((Date.now() - startedMeasure) / 1000), cpuMsPerTurn: done ? cpuUsed / done : undefined, ttft, relay, failed };
+    const elapsedS = (Date.now() - startedMeasure) / 1000;
+    const redisUsed = redisUrl && redisAtStart ? (await redisCalls(redisUrl)) - (await redisAtStart) : undefined;
+    if (process.env.CHAT_BENCH_REDIS_DETAIL) {
+      // Per command, per turn (a profiling aid): which calls a turn makes.
+      process.stderr.write(`${[...redisDetail].filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${fmt(n / done, 1)}`).join('\n')}\n`);
+    }
+    return {
+      turnsPerS: done / elapsedS,
+      cpuMsPerTurn: done ? cpuUsed / done : undefined,
+      ...(redisUsed !== undefined && done ? { redisCallsPerTurn: redisUsed / done } : {}),
+      ttft,
+      relay,
+      failed,
+    };
   } finally {
     for (const s of sockets) s.close();
   }
@@ -190,6 +229,16 @@ function report(label: string, r: LoadResult, base: LoadResult): void {
       met: r.cpuMsPerTurn <= 10,
     });
   }
+  if (r.redisCallsPerTurn !== undefined) {
+    rows.push({
+      name: `chat ${label}: Redis commands per completed turn (all connections, incl. pub/sub and BullMQ)`,
+      autobot: fmt(r.redisCallsPerTurn, 1),
+      baseline: '-',
+      ratio: '-',
+      target: '-',
+      met: true,
+    });
+  }
   const addedTtft = p(r.ttft, 50) - p(base.ttft, 50);
   rows.push({
     name: `chat ${label}: time to first token, POST → first message:delta, p50 (ms)`,
@@ -214,7 +263,9 @@ function report(label: string, r: LoadResult, base: LoadResult): void {
 async function withChildren<T>(redis: TestRedis, fake: FakeOllama, lifted: boolean, fn: (url: string, pids: number[]) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(path.join(tmpdir(), 'abbc-'));
   const children: ChildApp[] = [];
-  const common = { REDIS_URL: redis.url, OLLAMA_URL: fake.url, AUTOBOT_DATA_DIR: dir, AUTOBOT_INTERNAL_TOKEN: INTERNAL, AUTOBOT_RATE_LIMITS: LIMITS, LOG_LEVEL: 'warn' };
+  const common = { REDIS_URL: redis.url, OLLAMA_URL: fake.url, AUTOBOT_DATA_DIR: dir, AUTOBOT_INTERNAL_TOKEN: INTERNAL, AUTOBOT_RATE_LIMITS: LIMITS, LOG_LEVEL: 'warn',
+    // e.g. CHAT_BENCH_NODE_OPTIONS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the AutoBot process(es).
+    ...(process.env.CHAT_BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.CHAT_BENCH_NODE_OPTIONS } : {}) };
   try {
     let env: Record<string, string> = { ...common, PORT: '0' };
     if (lifted) {
@@ -264,7 +315,7 @@ async function searchBench(redis: TestRedis, fake: FakeOllama): Promise<void> {
     const as = <T>(fn: () => Promise<T>) => runWithContext({ requestId: 'bench', actor: userActor }, fn);
     const chatIds: string[] = [];
     for (let i = 0; i < 100; i++) chatIds.push((await as(() => chats.createChat({ title: `search bench ${i}` }))).id);
-    const TOTAL = 100_000;
+    const TOTAL = SEARCH_TOTAL;
     const loadStart = Date.now();
     const BATCH = 500;
     for (let i = 0; i < TOTAL; i += BATCH) {
@@ -308,7 +359,7 @@ async function searchBench(redis: TestRedis, fake: FakeOllama): Promise<void> {
       floor.push(performance.now() - t0);
     }
     rows.push({
-      name: `GET /search/messages over 100k messages of one user (words, two words, prefix*, "phrase"), p50 / p99 (ms); loaded in ${fmt(loadMs / 1000, 1)} s`,
+      name: `GET /search/messages over ${SEARCH_TOTAL / 1000}k messages of one user (words, two words, prefix*, "phrase"), p50 / p99 (ms); loaded in ${fmt(loadMs / 1000, 1)} s`,
       autobot: `${fmt(percentile(rest, 50), 2)} / ${fmt(percentile(rest, 99), 2)}`,
       baseline: `${fmt(percentile(floor, 50), 2)} / ${fmt(percentile(floor, 99), 2)} (GET /chats?limit=1)`,
       ratio: `${fmt(percentile(rest, 50) / percentile(floor, 50), 1)}x`,
@@ -326,11 +377,15 @@ export async function run(): Promise<void> {
   const redis = await startTestRedis();
   try {
     const base = await baseline(fake);
-    const inProcess = await withChildren(redis, fake, false, (url, pids) => chatLoad(fake, url, pids));
-    report('(all modules in one process)', inProcess, base);
-    const lifted = await withChildren(redis, fake, true, (url, pids) => chatLoad(fake, url, pids));
-    report('(llm lifted into a second process)', lifted, base);
-    await searchBench(redis, fake);
+    if (PHASES.has('inprocess')) {
+      const inProcess = await withChildren(redis, fake, false, (url, pids) => chatLoad(fake, url, pids, redis.url));
+      report('(all modules in one process)', inProcess, base);
+    }
+    if (PHASES.has('lifted')) {
+      const lifted = await withChildren(redis, fake, true, (url, pids) => chatLoad(fake, url, pids, redis.url));
+      report('(llm lifted into a second process)', lifted, base);
+    }
+    if (PHASES.has('search')) await searchBench(redis, fake);
   } finally {
     await redis.stop();
     await fake.close();
