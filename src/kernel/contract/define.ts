@@ -155,15 +155,24 @@ export function downloadOperation<I extends AnySchema>(def: {
   };
 }
 
+/**
+ * Who hears an event among the running instances of a subscribing module. `one-instance` (the default):
+ * one of them, as for work to be done once (index a document). `every-instance`: each live instance,
+ * as for news every copy must act on (settings changed); an instance that was not running gets nothing
+ * to catch up on, so such an event suits state an instance also reads when it starts.
+ */
+export type EventDelivery = 'one-instance' | 'every-instance';
+
 export interface EventDef<P extends AnySchema = AnySchema> {
   readonly version: number;
   readonly payload: P;
   readonly summary?: string;
+  readonly delivery: EventDelivery;
 }
 export type Events = Record<string, EventDef>;
 
-export function event<P extends AnySchema>(def: { version?: number; payload: P; summary?: string }): EventDef<P> {
-  return { version: def.version ?? 1, payload: def.payload, ...(def.summary ? { summary: def.summary } : {}) };
+export function event<P extends AnySchema>(def: { version?: number; payload: P; summary?: string; delivery?: EventDelivery }): EventDef<P> {
+  return { version: def.version ?? 1, payload: def.payload, ...(def.summary ? { summary: def.summary } : {}), delivery: def.delivery ?? 'one-instance' };
 }
 
 export type AuthLevel = 'public' | 'user' | 'admin' | 'internal';

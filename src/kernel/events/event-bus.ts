@@ -17,6 +17,15 @@
 // for `consumerIdleMs` and is not a live instance (by the instance registry) is removed from the group;
 // what it held when its process died is first taken over by the retry loop, so nothing is lost. (Were
 // a live consumer removed, it would hold nothing by then, and its next read would recreate it.)
+//
+// Fan-out types (contract `delivery: 'every-instance'`, e.g. `config.settings.changed`): a module's
+// instances must each hear them, so each process reads them in a consumer group of its own,
+// `<module>@<instanceId>`, created at the stream's end when the process declares or subscribes (an
+// instance that was not running has nothing to catch up on: it reads its state when it starts). Within
+// that group delivery, retries and dead letters work as above. The group is destroyed at graceful
+// shutdown; the group of a process that died is destroyed by the sweep of a live instance of the same
+// module once the registry does not know its instance and its consumer has read nothing for
+// `consumerIdleMs` (what it held is dropped with it: no other instance needed it).
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { currentContext, runWithContext, type RequestContext } from '../context/request-context.js';
@@ -53,6 +62,16 @@ for _, row in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
 end
 return -2`;
 
+// KEYS[1] stream. ARGV[1] group, ARGV[2] idle ms. Destroys an instance's own group (fan-out) only if no
+// consumer of it has read for ARGV[2] ms at this very moment, so a reader waking up just now keeps it.
+const DESTROY_IDLE_GROUP = `
+for _, row in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #row, 2 do info[row[i]] = row[i + 1] end
+  if tonumber(info['idle']) < tonumber(ARGV[2]) then return -1 end
+end
+return redis.call('XGROUP', 'DESTROY', KEYS[1], ARGV[1])`;
+
 function streamKey(type: string): string {
   return `events:${type}`;
 }
@@ -79,6 +98,8 @@ export interface EventBusOptions {
   consumerSweepMs?: number;
   /** Instance ids known to be running (the instance registry); their consumers are never removed. */
   liveInstances?: () => Iterable<string>;
+  /** Event types delivered to every instance of each subscribing module (contract `delivery: 'every-instance'`). */
+  everyInstance?: Iterable<string>;
 }
 
 export interface DeadLetter {
@@ -95,6 +116,11 @@ export interface DeadLetter {
 export interface Declaration {
   moduleId: string;
   events: string[];
+  /**
+   * The module is hosted by this process: its fan-out groups are created now, before the module starts
+   * and reads its state, so that nothing published in between is missed.
+   */
+  local?: boolean;
 }
 
 /** A stream entry as Redis returns it; fields are null when the entry was trimmed away. */
@@ -104,6 +130,9 @@ type PendingRow = [id: string, consumer: string, idleMs: number, deliveries: num
 
 interface Subscription {
   readonly moduleId: string;
+  /** The consumer group read: the module's own, or this instance's (`<module>@<instanceId>`) for fan-out types. */
+  readonly group: string;
+  readonly fanOut: boolean;
   readonly handlers: ReadonlyMap<string, EventHandler>;
   readonly types: readonly string[];
   /** Dedicated: XREADGROUP BLOCK holds its connection. */
@@ -126,10 +155,14 @@ export class EventBus {
   private readonly consumerIdleMs: number;
   private readonly consumerSweepMs: number;
   private readonly liveInstances: () => Iterable<string>;
+  private readonly everyInstance: ReadonlySet<string>;
+  /** This instance's fan-out groups (by `<type> <group>`), destroyed at close. */
+  private readonly instanceGroups = new Map<string, { type: string; group: string }>();
   /** Publishing, acknowledging, claiming: short commands under the kernel prefix. */
   private readonly redis: Redis;
   private readonly declared = new Map<string, Set<string>>();
-  private readonly subscriptions = new Map<string, Subscription>();
+  /** Per module hosted here: one subscription per group read (shared types, fan-out types). */
+  private readonly subscriptions = new Map<string, Subscription[]>();
   private readonly stopping = new AbortController();
   private heartbeat: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
@@ -149,6 +182,7 @@ export class EventBus {
     this.consumerIdleMs = Math.max(opts.consumerIdleMs ?? 600_000, 3 * this.blockMs);
     this.consumerSweepMs = Math.max(10, opts.consumerSweepMs ?? 60_000);
     this.liveInstances = opts.liveInstances ?? (() => []);
+    this.everyInstance = new Set(opts.everyInstance ?? []);
     this.redis = this.connections.kernel('events');
   }
 
@@ -159,13 +193,17 @@ export class EventBus {
   /**
    * Creates the consumer group of every declared subscriber (all modules known to the program, hosted
    * here or not) with MKSTREAM, idempotently, so events published from now on wait for a module that is
-   * down or has never run.
+   * down or has never run. Fan-out types have no module-wide group: only a hosted (`local`) module's
+   * instance group is created here.
    */
   async declareSubscriptions(decls: Declaration[]): Promise<void> {
-    for (const { moduleId, events } of decls) {
+    for (const { moduleId, events, local } of decls) {
       assertModuleId(moduleId);
       events.forEach(assertEventType);
-      for (const type of events) await this.ensureGroup(type, moduleId);
+      for (const type of events) {
+        if (!this.everyInstance.has(type)) await this.ensureGroup(type, moduleId);
+        else if (local) await this.ensureGroup(type, this.groupOf(moduleId, type));
+      }
       const known = this.declared.get(moduleId) ?? new Set<string>();
       events.forEach((t) => known.add(t));
       this.declared.set(moduleId, known);
@@ -207,22 +245,33 @@ export class EventBus {
     const types = Object.keys(handlers);
     if (types.length === 0) throw new Error(`module "${moduleId}" subscribes to no event`);
     types.forEach(assertEventType);
-    for (const type of types) await this.ensureGroup(type, moduleId);
+    for (const type of types) await this.ensureGroup(type, this.groupOf(moduleId, type));
     const unhandled = [...(this.declared.get(moduleId) ?? [])].filter((t) => !types.includes(t));
     if (unhandled.length > 0) {
       this.logger.warn({ module: moduleId, events: unhandled }, 'declared events without a handler: they pile up in the module\'s consumer group');
     }
 
-    const sub: Subscription = {
-      moduleId,
-      handlers: new Map(Object.entries(handlers)),
-      types,
-      reader: this.connections.blocking(`events:${moduleId}`),
-      inHand: new Map(types.map((t) => [t, new Set<string>()])),
-      loops: [],
-    };
-    this.subscriptions.set(moduleId, sub);
-    sub.loops.push(this.guard(sub, 'consume', () => this.consume(sub)), this.guard(sub, 'reclaim', () => this.reclaimLoop(sub)));
+    // One XREADGROUP names one group: the shared types and the fan-out types are read by separate loops.
+    const subs: Subscription[] = [];
+    for (const fanOut of [false, true]) {
+      const laneTypes = types.filter((t) => this.everyInstance.has(t) === fanOut);
+      if (laneTypes.length === 0) continue;
+      const group = fanOut ? this.instanceGroupOf(moduleId) : moduleId;
+      subs.push({
+        moduleId,
+        group,
+        fanOut,
+        handlers: new Map(Object.entries(handlers).filter(([t]) => laneTypes.includes(t))),
+        types: laneTypes,
+        reader: this.connections.blocking(`events:${group}`),
+        inHand: new Map(laneTypes.map((t) => [t, new Set<string>()])),
+        loops: [],
+      });
+    }
+    this.subscriptions.set(moduleId, subs);
+    for (const sub of subs) {
+      sub.loops.push(this.guard(sub, 'consume', () => this.consume(sub)), this.guard(sub, 'reclaim', () => this.reclaimLoop(sub)));
+    }
     this.startHeartbeat();
   }
 
@@ -246,11 +295,12 @@ export class EventBus {
 
   /** Pending (delivered, not yet acknowledged) counts per subscribed event for a module. */
   async pending(moduleId: string): Promise<Record<string, number>> {
-    const types = new Set([...(this.declared.get(moduleId) ?? []), ...(this.subscriptions.get(moduleId)?.types ?? [])]);
+    const types = new Set([...(this.declared.get(moduleId) ?? []), ...(this.subscriptions.get(moduleId) ?? []).flatMap((s) => s.types)]);
     const counts: Record<string, number> = {};
     for (const type of types) {
       try {
-        const summary = await this.redis.xpending(streamKey(type), moduleId);
+        // For a fan-out type: what this instance holds.
+        const summary = await this.redis.xpending(streamKey(type), this.groupOf(moduleId, type));
         counts[type] = Number(summary[0] ?? 0);
       } catch (err) {
         if (!isNoGroup(err)) throw err;
@@ -271,24 +321,44 @@ export class EventBus {
 
   private async shutdown(deadlineMs: number): Promise<void> {
     this.stopping.abort();
+    const subs = [...this.subscriptions.values()].flat();
     // A blocked XREADGROUP only returns after blockMs; cutting its connection ends it now.
-    for (const sub of this.subscriptions.values()) sub.reader.disconnect();
-    const loops = [...this.subscriptions.values()].flatMap((s) => s.loops);
+    for (const sub of subs) sub.reader.disconnect();
+    const loops = subs.flatMap((s) => s.loops);
     if (!(await settlesWithin(Promise.all(loops), deadlineMs))) {
-      const held = [...this.subscriptions.values()].flatMap((s) => [...s.inHand].flatMap(([type, ids]) => [...ids].map((id) => `${s.moduleId}/${type}/${id}`)));
+      const held = subs.flatMap((s) => [...s.inHand].flatMap(([type, ids]) => [...ids].map((id) => `${s.moduleId}/${type}/${id}`)));
       this.logger.warn({ deadlineMs, entries: held }, 'event handlers still running at the close deadline: their events stay pending and will be delivered again');
     }
     // The heartbeat runs until here so that slow handlers finishing within the deadline keep their entries.
     clearInterval(this.heartbeat);
+    // This instance's fan-out groups go with it: nobody else reads them, and events would pile up in them.
+    const destroyed = Promise.allSettled([...this.instanceGroups.values()].map(({ type, group }) => this.redis.xgroup('DESTROY', streamKey(type), group)));
+    if (!(await settlesWithin(destroyed, 1000))) this.logger.warn('could not remove this instance\'s event groups: the sweep of another instance will');
     await quitWithin(this.redis, 1000);
   }
 
-  private async ensureGroup(type: string, moduleId: string): Promise<void> {
+  /** The group a module reads a type in on this instance. */
+  private groupOf(moduleId: string, type: string): string {
+    return this.everyInstance.has(type) ? this.instanceGroupOf(moduleId) : moduleId;
+  }
+
+  /** `@` cannot occur in a module id, so the owner of such a group is never ambiguous. */
+  private instanceGroupOf(moduleId: string): string {
+    return `${moduleId}@${this.instanceId}`;
+  }
+
+  private async ensureGroup(type: string, group: string): Promise<void> {
     try {
       // `$`: a new group starts with the events published from now on, not with the stream's history.
-      await this.redis.xgroup('CREATE', streamKey(type), moduleId, '$', 'MKSTREAM');
+      await this.redis.xgroup('CREATE', streamKey(type), group, '$', 'MKSTREAM');
     } catch (err) {
       if (!(err instanceof Error && err.message.startsWith('BUSYGROUP'))) throw err;
+    }
+    if (group.includes('@')) {
+      // Its consumer now, so the sweep of other instances sees it as just active rather than as an
+      // empty group left behind.
+      await this.redis.xgroup('CREATECONSUMER', streamKey(type), group, this.instanceId);
+      this.instanceGroups.set(`${type} ${group}`, { type, group });
     }
   }
 
@@ -315,7 +385,7 @@ export class EventBus {
       let reply: ReadReply;
       try {
         reply = (await sub.reader.xreadgroup(
-          'GROUP', sub.moduleId, this.instanceId, 'COUNT', READ_BATCH, 'BLOCK', this.blockMs,
+          'GROUP', sub.group, this.instanceId, 'COUNT', READ_BATCH, 'BLOCK', this.blockMs,
           'STREAMS', ...keys, ...keys.map(() => '>'),
         )) as ReadReply;
       } catch (err) {
@@ -339,12 +409,12 @@ export class EventBus {
       const key = KERNEL_KEY_PREFIX + streamKey(type);
       let cursor = '0';
       while (!this.closed) {
-        const reply = (await sub.reader.xreadgroup('GROUP', sub.moduleId, this.instanceId, 'COUNT', RECLAIM_BATCH, 'STREAMS', key, cursor)) as ReadReply;
+        const reply = (await sub.reader.xreadgroup('GROUP', sub.group, this.instanceId, 'COUNT', RECLAIM_BATCH, 'STREAMS', key, cursor)) as ReadReply;
         const entries = reply?.[0]?.[1] ?? [];
         if (entries.length === 0) break;
         cursor = entries[entries.length - 1]![0];
         // Reading the history counts as a delivery; the counter tells how many there were.
-        const rows = (await this.redis.xpending(streamKey(type), sub.moduleId, entries[0]![0], cursor, entries.length, this.instanceId)) as PendingRow[];
+        const rows = (await this.redis.xpending(streamKey(type), sub.group, entries[0]![0], cursor, entries.length, this.instanceId)) as PendingRow[];
         const deliveries = new Map(rows.map((r) => [r[0], Number(r[3])]));
         entries.forEach(([id]) => this.hold(sub, type, id));
         for (const [id, fields] of entries) {
@@ -359,7 +429,7 @@ export class EventBus {
     if (isNoGroup(err)) {
       // The stream or group vanished (a flushed or replaced Redis): recreate them and carry on.
       this.logger.warn({ module: sub.moduleId }, 'event consumer group missing: recreating it');
-      for (const type of sub.types) await this.ensureGroup(type, sub.moduleId).catch(() => undefined);
+      for (const type of sub.types) await this.ensureGroup(type, sub.group).catch(() => undefined);
       return;
     }
     this.logger.warn({ module: sub.moduleId, err: errorMessage(err) }, 'reading events failed: retrying');
@@ -378,7 +448,7 @@ export class EventBus {
         if (this.closed) return;
         try {
           await this.reclaim(sub, type);
-          if (sweep) await this.removeGoneConsumers(sub.moduleId, type);
+          if (sweep) await (sub.fanOut ? this.removeGoneInstanceGroups(sub.moduleId, type) : this.removeGoneConsumers(sub.moduleId, type));
         } catch (err) {
           if (!this.closed && !isNoGroup(err)) this.logger.warn({ module: sub.moduleId, type, err: errorMessage(err) }, 'retrying idle events failed');
         }
@@ -403,14 +473,30 @@ export class EventBus {
     }
   }
 
+  /** Destroys the fan-out groups `<module>@<instance>` of instances that are gone (not live, read nothing for consumerIdleMs). */
+  private async removeGoneInstanceGroups(moduleId: string, type: string): Promise<void> {
+    const key = streamKey(type);
+    const live = new Set(this.liveInstances());
+    const prefix = `${moduleId}@`;
+    const rows = (await this.redis.xinfo('GROUPS', key)) as unknown[][];
+    for (const row of rows) {
+      const name = String(fieldOf(row, 'name'));
+      if (!name.startsWith(prefix)) continue;
+      const instance = name.slice(prefix.length);
+      if (instance === this.instanceId || live.has(instance)) continue;
+      if ((await this.redis.eval(DESTROY_IDLE_GROUP, 1, key, name, this.consumerIdleMs)) !== 1) continue;
+      this.logger.info({ module: moduleId, type, group: name }, 'removed the event group of a process that is gone');
+    }
+  }
+
   private async reclaim(sub: Subscription, type: string): Promise<void> {
     const key = streamKey(type);
-    const rows = (await this.redis.xpending(key, sub.moduleId, 'IDLE', this.retryDelayMs, '-', '+', RECLAIM_BATCH)) as PendingRow[];
+    const rows = (await this.redis.xpending(key, sub.group, 'IDLE', this.retryDelayMs, '-', '+', RECLAIM_BATCH)) as PendingRow[];
     for (const [id, , , deliveries] of rows) {
       if (this.closed) return;
       if (sub.inHand.get(type)?.has(id)) continue;
       // The same min-idle condition again: of several instances reclaiming at once, only one wins.
-      const claimed = (await this.redis.xclaim(key, sub.moduleId, this.instanceId, this.retryDelayMs, id)) as RawEntry[];
+      const claimed = (await this.redis.xclaim(key, sub.group, this.instanceId, this.retryDelayMs, id)) as RawEntry[];
       const entry = claimed[0];
       // Empty: another instance took it first, or it was trimmed away (XCLAIM then drops it from the group).
       if (!entry) continue;
@@ -431,7 +517,7 @@ export class EventBus {
       if (!fields) {
         // Trimmed from the stream before this module handled it (maxLen): nothing left to deliver.
         log.warn('event trimmed from its stream before it was handled: skipping it');
-        await this.redis.xack(key, sub.moduleId, id);
+        await this.redis.xack(key, sub.group, id);
         return;
       }
       const raw = fieldValue(fields, ENVELOPE_FIELD) ?? '';
@@ -463,11 +549,11 @@ export class EventBus {
           this.metrics?.eventDeliveries.labels(sub.moduleId, type, 'retry').inc();
           log.warn({ eventId: event.id, attempt, maxAttempts: this.maxAttempts, err: errorMessage(err) }, 'event handler failed: will retry');
           // Restart the idle clock, so the retry comes retryDelayMs after the failure rather than after the delivery.
-          await this.touch(sub.moduleId, type, [id]);
+          await this.touch(sub.group, type, [id]);
         }
         return;
       }
-      await this.redis.xack(key, sub.moduleId, id);
+      await this.redis.xack(key, sub.group, id);
       this.metrics?.eventDeliveries.labels(sub.moduleId, type, 'ok').inc();
     } catch (err) {
       // Redis failed while concluding: the entry stays pending and comes back after retryDelayMs.
@@ -485,24 +571,24 @@ export class EventBus {
     );
     // Not atomic with the XADD (a cluster could not do both in one transaction): a crash in between
     // means one more delivery and possibly a second dead letter, never a lost event.
-    await this.redis.xack(streamKey(type), sub.moduleId, id);
+    await this.redis.xack(streamKey(type), sub.group, id);
     this.metrics?.eventDeliveries.labels(sub.moduleId, type, 'dead').inc();
     this.logger.error({ module: sub.moduleId, type, entryId: id, eventId, attempts, err: error }, 'event moved to the dead letters');
   }
 
   /** Resets the idle time of entries this instance holds, so no other instance retries them meanwhile. */
-  private async touch(moduleId: string, type: string, ids: string[]): Promise<void> {
+  private async touch(group: string, type: string, ids: string[]): Promise<void> {
     if (ids.length === 0) return;
-    await this.redis.xclaim(streamKey(type), moduleId, this.instanceId, 0, ...ids, 'JUSTID');
+    await this.redis.xclaim(streamKey(type), group, this.instanceId, 0, ...ids, 'JUSTID');
   }
 
   private startHeartbeat(): void {
     if (this.heartbeat) return;
     const every = Math.max(10, Math.floor(this.retryDelayMs / 3));
     this.heartbeat = setInterval(() => {
-      for (const sub of this.subscriptions.values()) {
+      for (const sub of [...this.subscriptions.values()].flat()) {
         for (const [type, ids] of sub.inHand) {
-          this.touch(sub.moduleId, type, [...ids]).catch((err: unknown) => {
+          this.touch(sub.group, type, [...ids]).catch((err: unknown) => {
             this.logger.debug({ module: sub.moduleId, type, err: errorMessage(err) }, 'event heartbeat failed');
           });
         }
@@ -528,6 +614,12 @@ export class EventBus {
 
 function assertModuleId(moduleId: string): void {
   if (!/^[a-z0-9][a-z0-9_-]*$/i.test(moduleId)) throw new Error(`invalid module id "${moduleId}"`);
+}
+
+/** A field of an XINFO reply row (name, value, name, value...). */
+function fieldOf(row: unknown[], name: string): unknown {
+  for (let i = 0; i + 1 < row.length; i += 2) if (String(row[i]) === name) return row[i + 1];
+  return undefined;
 }
 
 function fieldValue(fields: string[], name: string): string | undefined {

@@ -167,10 +167,14 @@ export class Runtime {
       instanceId: this.instanceId,
       // The registry's view of who runs: their consumers stay, whatever their idle time.
       liveInstances: () => (this.registry?.instances() ?? []).map((i) => i.id),
+      // Types whose contract asks for every instance of a subscriber to hear them (settings changes).
+      everyInstance: this.opts.catalogue.flatMap((m) => Object.keys(m.contract.events).filter((type) => m.contract.events[type]?.delivery === 'every-instance')),
       ...(this.opts.eventRetryDelayMs ? { retryDelayMs: this.opts.eventRetryDelayMs } : {}),
     });
     await this.events.declareSubscriptions(
-      this.opts.catalogue.filter((m) => m.subscribes.length).map((m) => ({ moduleId: m.contract.id, events: [...m.subscribes] })),
+      this.opts.catalogue
+        .filter((m) => m.subscribes.length)
+        .map((m) => ({ moduleId: m.contract.id, events: [...m.subscribes], local: hosted.includes(m) })),
     );
     this.jobs = new Jobs({ connections: this.connections, logger: this.logger });
     this.sagas = new SagaOrchestrator({

@@ -40,6 +40,7 @@ export const configContract = defineContract({
     'config.settings.changed': event({
       version: 1,
       payload: z.object({ namespaces: z.array(z.string()), version: z.number().int() }),
+      delivery: 'every-instance',
     }),
   },
   errors: ['invalid_input', 'not_found', 'conflict'],
