@@ -6,9 +6,6 @@ import { llmContract } from '../llm/contract.js';
 import { embeddingsContract } from './contract.js';
 import { EmbeddingsService } from './service.js';
 
-const SETTINGS_REFRESH_MS = 5000;
-const refresh = new WeakMap<object, NodeJS.Timeout>();
-
 export const embeddingsModule = defineModule({
   contract: embeddingsContract,
   dependencies: [configContract, llmContract, acceleratorContract],
@@ -30,16 +27,8 @@ export const embeddingsModule = defineModule({
         }
       },
     });
-    // A subscription's events are shared out among the instances of a module, so with several
-    // instances only one hears of a change: the others read their settings again every few seconds.
-    const timer = setInterval(() => {
-      void service.settings.reload().then(() => service.collections.retune());
-    }, SETTINGS_REFRESH_MS);
-    timer.unref();
-    refresh.set(c, timer);
   },
   async stop(c) {
-    clearInterval(refresh.get(c));
     await c.resolve(EmbeddingsService).stop();
   },
 });
