@@ -18,6 +18,10 @@ export const chatTurnSaga = defineSaga<TurnInput>({
       operation: 'saveUserMessage',
       when: (turn) => turn.userMessage !== undefined,
       input: (turn) => turn,
+      // When this step itself gives up (e.g. the process driving the saga cannot reach `messages`),
+      // the chat must be freed and the clients told, as for any later failure.
+      compensate: { operation: 'abandonTurn', input: (turn) => turn },
+      retries: 8,
     },
     {
       name: 'createAssistantMessage',

@@ -235,7 +235,15 @@ export class MessagesService implements Handlers<typeof messagesContract> {
       if (r.applied) this.emit(turn, 'message:failed', this.failedPayload(turn.turnId, r.message));
       this.status(turn, 'failed', 'createAssistantMessage');
     }
+    const freed = (await this.store.active(turn.chatId)) === turn.turnId;
     await this.store.release(turn.chatId, turn.turnId);
+    if (!m && freed) {
+      // The turn failed before its answer existed: clients waiting for this turn must still hear that
+      // it ended (once: only the call that freed the chat tells them).
+      const error = 'the answer could not be started';
+      this.emit(turn, 'message:failed', { chatId: turn.chatId, messageId: turn.assistantMessageId, turnId: turn.turnId, error });
+      this.status(turn, 'failed', 'saveUserMessage');
+    }
     return null;
   }
 
