@@ -71,7 +71,11 @@ describe.each(bindingKinds)('chats contract (%s binding)', (kind) => {
   it('lists by last activity, newest first, a page at a time', async () => {
     const user = { type: 'user' as const, id: `u-list-${kind}`, roles: ['user'] };
     const made: { id: string }[] = [];
-    for (let i = 0; i < 5; i++) made.push(await as(user, () => chats.createChat({ title: `chat ${i}` })));
+    for (let i = 0; i < 5; i++) {
+      made.push(await as(user, () => chats.createChat({ title: `chat ${i}` })));
+      // Chats made in the same millisecond have the same activity time, and ties have no defined order.
+      await new Promise((r) => setTimeout(r, 3));
+    }
     // Activity on the oldest moves it to the top.
     await as(user, () => chats.recordActivity({ id: made[0]!.id, messageCount: 2, lastActivityAt: new Date(Date.now() + 1000).toISOString() }));
     const seen: string[] = [];
