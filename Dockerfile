@@ -7,6 +7,10 @@ ARG NODE_IMAGE=node:20-bookworm-slim
 
 # ---- build: compile TypeScript to dist/ ----
 FROM ${NODE_IMAGE} AS build
+# node-pty has no prebuilt Linux binary: node-gyp compiles it during `npm ci`.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 # .npmrc before `npm ci`: it skips onnxruntime-node's GPU download (the CPU binaries ship in the package).
 ENV PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
@@ -18,6 +22,9 @@ RUN npm run build
 
 # ---- deps: production node_modules only, installed on the same base as the runtime ----
 FROM ${NODE_IMAGE} AS deps
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 ENV PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 COPY package.json package-lock.json .npmrc ./
