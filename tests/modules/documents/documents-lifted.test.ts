@@ -2,58 +2,23 @@
 // accelerator, another hosts files, a third the documents pipeline and the gateway. Uploads go through
 // the third; each file streams over the HTTP binding to the files process, the parse stage downloads
 // it back over HTTP, and the vectors are written to (and searched in) the embeddings process.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { DocumentView } from '../../../src/modules/documents/contract.js';
-import { spawnApp, type ChildApp } from '../../support/process.js';
-import { startTestRedis, type TestRedis } from '../../support/redis.js';
-import { ADMIN_TOKEN, bearer, USER_TOKEN } from '../../support/test-auth.js';
 import { formData } from '../../support/fixtures/multipart.js';
 import { docxFixture, markdownFixture, pdfFixture } from '../../support/fixtures/documents.js';
-import { INTERNAL_TOKEN } from '../../support/app.js';
+import { liftedProcesses } from '../../support/lifted-processes.js';
+import { ADMIN_TOKEN, bearer, USER_TOKEN } from '../../support/test-auth.js';
 
-const script = path.resolve(import.meta.dirname, 'support/ingest-server.ts');
-let redis: TestRedis;
-const dirs: string[] = [];
-const children: ChildApp[] = [];
-
-beforeAll(async () => {
-  redis = await startTestRedis();
-});
-afterAll(async () => {
-  for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
-  await redis?.stop();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-async function start(modules: string): Promise<ChildApp> {
-  // Each process its own data directory: the files process alone holds the bytes.
-  const dir = mkdtempSync(path.join(tmpdir(), 'abl-'));
-  dirs.push(dir);
-  const app = await spawnApp(
-    { REDIS_URL: redis.url, AUTOBOT_DATA_DIR: dir, PORT: '0', AUTOBOT_INTERNAL_TOKEN: INTERNAL_TOKEN, AUTOBOT_MODULES: modules, AUTOBOT_HEARTBEAT_MS: '200' },
-    { script, timeoutMs: 40_000 },
-  );
-  children.push(app);
-  return app;
-}
+// Each process its own data directory: the files process alone holds the bytes.
+const { start, waitUntilSeen } = liftedProcesses(path.resolve(import.meta.dirname, 'support/ingest-server.ts'));
 
 it('ingests through a process that hosts neither files nor embeddings', async () => {
   const npu = await start('embeddings,accelerator');
   const blobs = await start('files');
   const front = await start('config,documents,llm');
 
-  // Wait until the front process sees both remote modules in the registry.
-  const until = Date.now() + 20_000;
-  for (;;) {
-    const res = await fetch(`${front.url}/api/v1/services`, { headers: bearer(ADMIN_TOKEN) });
-    const text = res.ok ? await res.text() : '';
-    if (text.includes(npu.url) && text.includes(blobs.url)) break;
-    if (Date.now() > until) throw new Error(`front does not see the lifted modules: ${text}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitUntilSeen(front, [npu, blobs]);
 
   const files = [
     { name: 'a.md', content: markdownFixture(1, 4000) },
