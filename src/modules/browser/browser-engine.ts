@@ -256,6 +256,9 @@ export class BrowserEngine {
     try {
       response = await page.goto(url, { waitUntil: 'load' });
     } catch (err) {
+      // A failed navigation can leave one of its hops still pending in Chromium, which would later
+      // interrupt the session's next navigation: stop it, so the session is left on a settled page.
+      await page.evaluate('window.stop()').catch(() => undefined);
       // An https redirect to a refused address ends in a failed tunnel rather than a 403 page.
       const refused = ofChain(client.refusals);
       if (refused) throw new ContractError('forbidden', `refused by the SSRF guard: ${refused.reason} (${refused.url})`);
