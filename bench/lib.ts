@@ -15,6 +15,18 @@ export interface Row {
 export const rows: Row[] = [];
 export const fmt = (n: number, digits = 1) => n.toFixed(digits);
 
+/** A deterministic pseudo-random stream (mulberry32), so every run measures the same corpus. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 /** The p-th percentile (0..100) of `values`, nearest rank. */
 export function percentile(values: number[], p: number): number {
   const s = [...values].sort((a, b) => a - b);

@@ -19,22 +19,11 @@ import { chunkDocument, partitionOf } from '../../src/modules/search/search-inde
 import { searchCatalogue } from '../../tests/modules/search/support/search-app.js';
 import { startTestRedis } from '../../tests/support/redis.js';
 import { testAuthenticator, userActor } from '../../tests/support/test-auth.js';
-import { fmt, percentile, rows } from '../lib.js';
+import { fmt, percentile, rows, rng } from '../lib.js';
 
 const N = 100_000;
 const QUERIES = 300;
 const PER_DOC = 20;
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Topical synthetic text (a vocabulary of made-up words, 800 topics), deterministic per seed. */
 function corpus(count: number, r: () => number) {

@@ -16,7 +16,7 @@ import { BUILTIN_MODEL } from '../../src/modules/embeddings/contract.js';
 import { Collections } from '../../src/modules/embeddings/collections.js';
 import type { VectorIndex } from '../../src/modules/embeddings/vector-index.js';
 import { VectorStore } from '../../src/modules/embeddings/vector-store.js';
-import { fmt, percentile, rows } from '../lib.js';
+import { fmt, percentile, rows, rng } from '../lib.js';
 
 /** BENCH_VECTORS (default 100,000): fewer for a quick look on a busy machine. */
 const N = Number(process.env.BENCH_VECTORS ?? 100_000);
@@ -24,18 +24,6 @@ const DIMS = 384;
 const QUERIES = 200;
 const K = 10;
 const OWNERS = 50;
-
-/** A deterministic pseudo-random stream (mulberry32), so every run indexes the same corpus. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function corpus(count: number, seed: number): string[] {
   const r = rng(seed);
