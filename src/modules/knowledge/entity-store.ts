@@ -12,6 +12,7 @@ import { ContractError } from '../../kernel/contract/errors.js';
 import { ModuleRedis } from '../../kernel/module/tokens.js';
 import { newId } from './ids.js';
 import { luaScript, type LuaScript } from './lua-script.js';
+import { readHashes } from './read-hashes.js';
 
 export type AttributeValue = string | number | boolean | null;
 
@@ -203,14 +204,7 @@ export class EntityStore {
   }
 
   async getEntities(ids: string[]): Promise<(StoredEntity | undefined)[]> {
-    if (ids.length === 0) return [];
-    const pipeline = this.redis.pipeline();
-    for (const id of ids) pipeline.hgetall(entityKey(id));
-    const rows = (await pipeline.exec()) ?? [];
-    return rows.map(([err, h]) => {
-      if (err) throw err;
-      return entityFromHash(h as Record<string, string>);
-    });
+    return readHashes(this.redis, ids.map(entityKey), entityFromHash);
   }
 
   async updateEntity(ownerId: string, id: string, patch: { name?: string; type?: string; attributes?: Record<string, AttributeValue> }): Promise<StoredEntity> {
@@ -263,13 +257,7 @@ export class EntityStore {
   /** An entity's relations both ways, each with the entity at the other end (those deleted meanwhile left out). */
   async relationsOf(entityId: string): Promise<{ outgoing: { relation: StoredRelation; other: StoredEntity }[]; incoming: { relation: StoredRelation; other: StoredEntity }[] }> {
     const [outIds, inIds] = await Promise.all([this.redis.zrange(outgoingKey(entityId), '0', '-1'), this.redis.zrange(incomingKey(entityId), '0', '-1')]);
-    const pipeline = this.redis.pipeline();
-    for (const id of [...outIds, ...inIds]) pipeline.hgetall(relationKey(id));
-    const rows = outIds.length + inIds.length ? ((await pipeline.exec()) ?? []) : [];
-    const relations = rows.map(([err, h]) => {
-      if (err) throw err;
-      return relationFromHash(h as Record<string, string>);
-    });
+    const relations = await readHashes(this.redis, [...outIds, ...inIds].map(relationKey), relationFromHash);
     const otherIds = relations.map((r, i) => (r ? (i < outIds.length ? r.toId : r.fromId) : ''));
     const others = await this.getEntities(otherIds.filter(Boolean));
     const byId = new Map(others.filter((e): e is StoredEntity => e !== undefined).map((e) => [e.id, e]));

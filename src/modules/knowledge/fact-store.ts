@@ -15,6 +15,7 @@ import { ContractError } from '../../kernel/contract/errors.js';
 import { ModuleRedis } from '../../kernel/module/tokens.js';
 import { newId } from './ids.js';
 import { luaScript, type LuaScript } from './lua-script.js';
+import { readHashes } from './read-hashes.js';
 
 export interface StoredFact {
   id: string;
@@ -216,14 +217,7 @@ export class FactStore {
 
   /** The facts of some ids in one round trip, undefined where there is none. */
   async getMany(ids: string[]): Promise<(StoredFact | undefined)[]> {
-    if (ids.length === 0) return [];
-    const pipeline = this.redis.pipeline();
-    for (const id of ids) pipeline.hgetall(factKey(id));
-    const rows = (await pipeline.exec()) ?? [];
-    return rows.map(([err, h]) => {
-      if (err) throw err;
-      return factFromHash(h as Record<string, string>);
-    });
+    return readHashes(this.redis, ids.map(factKey), factFromHash);
   }
 
   /** Applies a patch; answers the fact as stored and the fields that really changed. */
