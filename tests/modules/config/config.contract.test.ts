@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import type { Port } from '../../../src/kernel/contract/define.js';
 import { healthContract } from '../../../src/modules/health/contract.js';
 import { startTestRedis, type TestRedis } from '../../support/redis.js';
-import { startTestApp, type TestApp } from '../../support/app.js';
+import { coreTestCatalogue, startTestApp, type TestApp } from '../../support/app.js';
 import { bindingKinds, portFor } from '../../support/bindings.js';
 import { probeContract } from '../../support/probe-module.js';
 
@@ -18,7 +18,10 @@ describe.each(bindingKinds)('config contract (%s binding)', (kind) => {
   beforeAll(async () => {
     redis = await startTestRedis();
     // Redis dies in the last test: a short shutdown deadline keeps the teardown quick.
-    app = await startTestApp({ redisUrl: redis.url, env: { AUTOBOT_SHUTDOWN_TIMEOUT_MS: '1500' } });
+    // The foundation and the probe: this suite is about config, and its last test kills Redis under
+    // whatever runs (a domain module's background Redis call has once surfaced there as an unhandled
+    // rejection: see the closing note).
+    app = await startTestApp({ redisUrl: redis.url, env: { AUTOBOT_SHUTDOWN_TIMEOUT_MS: '1500' }, catalogue: coreTestCatalogue });
     config = portFor(kind, app, configContract);
   });
   afterAll(async () => {
