@@ -64,7 +64,17 @@ export class HistoryService implements Handlers<typeof historyContract> {
     return { saved: await this.store.saveProgress({ ...m, content }) };
   }
 
-  async finishMessage(input: { id: string; status: 'complete' | 'stopped' | 'failed'; content: string; model?: string; usage?: MessageView['usage']; error?: string }) {
+  async finishMessage(input: {
+    id: string;
+    status: 'complete' | 'stopped' | 'failed';
+    content: string;
+    model?: string;
+    usage?: MessageView['usage'];
+    error?: string;
+    citations?: MessageView['citations'];
+    toolCalls?: MessageView['toolCalls'];
+    warnings?: MessageView['warnings'];
+  }) {
     const m = await this.ownMessage(input.id);
     const next: StoredMessage = {
       ...m,
@@ -73,6 +83,9 @@ export class HistoryService implements Handlers<typeof historyContract> {
       ...(input.model ? { model: input.model } : {}),
       ...(input.usage ? { usage: input.usage } : {}),
       ...(input.error ? { error: input.error } : {}),
+      ...(input.citations?.length ? { citations: input.citations } : {}),
+      ...(input.toolCalls?.length ? { toolCalls: input.toolCalls } : {}),
+      ...(input.warnings?.length ? { warnings: input.warnings } : {}),
     };
     const r = await this.store.finish(next);
     if (!r.message) throw new ContractError('not_found', 'no such message');
