@@ -19,6 +19,7 @@ import { documentsModule } from '../../src/modules/documents/module.js';
 import { embeddingsModule } from '../../src/modules/embeddings/module.js';
 import { acceleratorModule } from '../../src/modules/accelerator/module.js';
 import { llmModule } from '../../src/modules/llm/module.js';
+import { browserModule } from '../../src/modules/browser/module.js';
 import { markdownBlocks } from '../../src/modules/documents/blocks.js';
 import { chunkBlocks } from '../../src/modules/documents/chunker.js';
 import { documentsSettings } from '../../src/modules/documents/contract.js';
@@ -75,7 +76,7 @@ export async function run(): Promise<void> {
   });
   const server = await startServer({
     config,
-    catalogue: [configModule, filesModule, documentsModule, embeddingsModule, acceleratorModule, llmModule],
+    catalogue: [configModule, filesModule, documentsModule, embeddingsModule, acceleratorModule, llmModule, browserModule],
     logger: createLogger('warn'),
     authenticate: testAuthenticator,
   });

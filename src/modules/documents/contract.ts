@@ -39,6 +39,8 @@ export const documentView = z.object({
   chunkCount: z.number().int(),
   categoryId: z.string().nullable(),
   tags: z.array(z.string()),
+  /** The page it was read from (documents added with `POST /documents/url`). */
+  sourceUrl: z.string().optional(),
   /** Why it failed: the stage and the reason (`parse: the PDF is encrypted`). */
   error: z.string().optional(),
   createdAt: z.string(),
@@ -83,6 +85,13 @@ export const documentsSettings = z.object({
 });
 export type DocumentsSettings = z.output<typeof documentsSettings>;
 
+/** An absolute http(s) URL (the browser module's SSRF guard then decides whether it may be read). */
+const webUrl = z
+  .string()
+  .trim()
+  .max(4096)
+  .refine((u) => URL.canParse(u) && ['http:', 'https:'].includes(new URL(u).protocol), 'an absolute http:// or https:// URL');
+
 const page = { limit: z.coerce.number().int().min(1).max(100).default(20), cursor: z.string().regex(/^\d{1,12}$/, 'a nextCursor from a previous page').optional() };
 
 export const documentsContract = defineContract({
@@ -100,6 +109,17 @@ export const documentsContract = defineContract({
       }),
       timeoutMs: 30 * 60_000,
       summary: 'Uploads documents (multipart `file` parts); answers at once while they are processed',
+    }),
+    addUrl: operation({
+      input: z.object({
+        url: webUrl,
+        categoryId: z.string().trim().min(1).max(200).optional(),
+        tags: z.array(tag).max(50).optional(),
+      }),
+      output: documentView,
+      // The page is read first (through the browser module, up to its navigation timeout), then queued.
+      timeoutMs: 150_000,
+      summary: 'Reads a web page through the browser module (SSRF rules apply) and puts its text into the pipeline as a Markdown document',
     }),
     listDocuments: operation({
       input: z.object({ status: status.optional(), ...page }),
@@ -157,10 +177,11 @@ export const documentsContract = defineContract({
     }),
     'documents.document.deleted': event({ payload: z.object({ documentId: z.string(), ownerId: z.string() }) }),
   },
-  errors: ['invalid_input', 'unauthenticated', 'forbidden', 'not_found', 'conflict', 'payload_too_large', 'unsupported_media_type', 'unavailable'],
+  errors: ['invalid_input', 'unauthenticated', 'forbidden', 'not_found', 'conflict', 'payload_too_large', 'unsupported_media_type', 'unavailable', 'timeout'],
   settings: documentsSettings,
   routes: [
     { method: 'POST', path: '/documents/upload', operation: 'upload', auth: 'user', status: 202 },
+    { method: 'POST', path: '/documents/url', operation: 'addUrl', auth: 'user', status: 202, rateLimit: 'expensive' },
     { method: 'GET', path: '/documents', operation: 'listDocuments', auth: 'user' },
     { method: 'GET', path: '/documents/:id', operation: 'getDocument', auth: 'user' },
     { method: 'PATCH', path: '/documents/:id', operation: 'updateDocument', auth: 'user' },

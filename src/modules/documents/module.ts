@@ -1,5 +1,6 @@
 import { defineModule } from '../../kernel/module/define-module.js';
 import { ModuleEventsToken } from '../../kernel/module/tokens.js';
+import { browserContract } from '../browser/contract.js';
 import { configContract } from '../config/contract.js';
 import { embeddingsContract } from '../embeddings/contract.js';
 import { filesContract } from '../files/contract.js';
@@ -11,7 +12,8 @@ import { DocumentsSettingsHolder } from './settings.js';
 
 export const documentsModule = defineModule({
   contract: documentsContract,
-  dependencies: [configContract, filesContract, embeddingsContract],
+  // browser: pages added by URL are read through it (its SSRF guard); Chromium starts only for that.
+  dependencies: [configContract, filesContract, embeddingsContract, browserContract],
   subscribes: ['config.settings.changed'],
   redisDb: 3,
   register(c) {

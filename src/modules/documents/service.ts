@@ -10,6 +10,7 @@ import { parseInput } from '../../kernel/contract/validation.js';
 import { currentContext, type Actor } from '../../kernel/context/request-context.js';
 import { ModuleEventsToken, ModuleLogger, type ModuleEvents } from '../../kernel/module/tokens.js';
 import { multipartParts } from '../../kernel/transport/multipart.js';
+import { browserContract } from '../browser/contract.js';
 import { embeddingsContract } from '../embeddings/contract.js';
 import { filesContract, type FileView } from '../files/contract.js';
 import { documentsContract, SUPPORTED_MEDIA_TYPES, type DocumentStatus, type DocumentView } from './contract.js';
@@ -27,6 +28,14 @@ function signedIn(): UserActor {
 
 const isAdmin = (a: UserActor) => a.roles.includes('admin');
 
+/** A document name for a page: its title, else its address without the scheme. */
+function pageName(title: string, url: string): string {
+  const clean = title.replace(/\s+/g, ' ').trim();
+  if (clean) return clean.slice(0, 200);
+  const u = new URL(url);
+  return `${u.host}${u.pathname === '/' ? '' : u.pathname}`.slice(0, 200);
+}
+
 export function view(d: StoredDocument): DocumentView {
   return {
     id: d.id,
@@ -42,6 +51,7 @@ export function view(d: StoredDocument): DocumentView {
     chunkCount: d.chunkCount,
     categoryId: d.categoryId,
     tags: d.tags,
+    ...(d.sourceUrl ? { sourceUrl: d.sourceUrl } : {}),
     ...(d.error ? { error: d.error } : {}),
     createdAt: d.createdAt,
     ...(d.indexedAt ? { indexedAt: d.indexedAt } : {}),
@@ -63,6 +73,7 @@ export class DocumentsService implements Handlers<typeof documentsContract> {
     @inject(ModuleLogger) private readonly logger: Logger,
     @inject(filesContract.token) private readonly files: Port<typeof filesContract>,
     @inject(embeddingsContract.token) private readonly embeddings: Port<typeof embeddingsContract>,
+    @inject(browserContract.token) private readonly browser: Port<typeof browserContract>,
   ) {}
 
   async upload(_input: Record<string, never>, body: UploadBody) {
@@ -98,49 +109,83 @@ export class DocumentsService implements Handlers<typeof documentsContract> {
         });
       }
       const fields = parseInput(uploadFields, { ...raw, tags: raw.tags.map((t) => t.trim()).filter(Boolean) });
-      const tags = [...new Set(fields.tags)];
-      // Recorded all at once (independent records; the same bytes twice in one request are settled by
-      // the create script, first come first served), answered in the order of the form.
-      const recorded = await Promise.all(
-        stored.map(async (f): Promise<{ fresh?: StoredDocument; item?: DocumentView }> => {
-          const doc: StoredDocument = {
-            id: newDocumentId(),
-            ownerId: actor.id,
-            name: f.name,
-            mediaType: f.mediaType,
-            size: f.size,
-            sha256: f.sha256,
-            fileId: f.id,
-            shared: false,
-            status: 'queued',
-            stage: null,
-            progress: 0,
-            chunkCount: 0,
-            categoryId: fields.categoryId ?? null,
-            tags,
-            createdAt: new Date().toISOString(),
-            run: 1,
-            stageIdx: -1,
-            embedded: 0,
-          };
-          const holder = await this.store.create(doc);
-          if (holder === doc.id) return { fresh: doc, item: view(doc) };
-          // The same bytes again: the document that has them already answers, and this copy goes.
-          await this.files.deleteFile({ id: f.id }).catch(() => undefined);
-          const existing = await this.store.get(holder);
-          return existing ? { item: view(existing) } : {};
-        }),
-      );
-      const items = recorded.flatMap((r) => (r.item ? [r.item] : []));
-      const fresh = recorded.flatMap((r) => (r.fresh ? [r.fresh] : []));
-      await this.pipeline.enqueueMany('parse', fresh.map((d) => ({ documentId: d.id, ownerId: d.ownerId, run: d.run, size: d.size })));
-      for (const d of fresh) this.pipeline.push(d);
-      this.logger.info({ count: fresh.length, duplicates: stored.length - fresh.length }, 'documents accepted');
+      const items = await this.accept(actor, stored, { categoryId: fields.categoryId, tags: fields.tags });
       return { items };
     } catch (err) {
       // Nothing half-done: the files stored by this request go (documents already recorded keep theirs
       // only when the request got as far as recording them, i.e. never on this path before enqueueing).
       for (const f of stored) await this.files.deleteFile({ id: f.id }).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * Records stored files as documents (independent records; the same bytes twice are settled by the
+   * create script, first come first served), queues the new ones, and answers them in the given order.
+   */
+  private async accept(actor: UserActor, stored: FileView[], meta: { categoryId?: string | undefined; tags: string[]; sourceUrl?: string; names?: string[] }): Promise<DocumentView[]> {
+    const tags = [...new Set(meta.tags)];
+    const recorded = await Promise.all(
+      stored.map(async (f, i): Promise<{ fresh?: StoredDocument; item?: DocumentView }> => {
+        const doc: StoredDocument = {
+          id: newDocumentId(),
+          ownerId: actor.id,
+          name: meta.names?.[i] ?? f.name,
+          mediaType: f.mediaType,
+          size: f.size,
+          sha256: f.sha256,
+          fileId: f.id,
+          shared: false,
+          status: 'queued',
+          stage: null,
+          progress: 0,
+          chunkCount: 0,
+          categoryId: meta.categoryId ?? null,
+          tags,
+          ...(meta.sourceUrl ? { sourceUrl: meta.sourceUrl } : {}),
+          createdAt: new Date().toISOString(),
+          run: 1,
+          stageIdx: -1,
+          embedded: 0,
+        };
+        const holder = await this.store.create(doc);
+        if (holder === doc.id) return { fresh: doc, item: view(doc) };
+        // The same bytes again: the document that has them already answers, and this copy goes.
+        await this.files.deleteFile({ id: f.id }).catch(() => undefined);
+        const existing = await this.store.get(holder);
+        return existing ? { item: view(existing) } : {};
+      }),
+    );
+    const fresh = recorded.flatMap((r) => (r.fresh ? [r.fresh] : []));
+    await this.pipeline.enqueueMany('parse', fresh.map((d) => ({ documentId: d.id, ownerId: d.ownerId, run: d.run, size: d.size })));
+    for (const d of fresh) this.pipeline.push(d);
+    this.logger.info({ count: fresh.length, duplicates: stored.length - fresh.length }, 'documents accepted');
+    return recorded.flatMap((r) => (r.item ? [r.item] : []));
+  }
+
+  /**
+   * A web page as a document: read by the browser module (its SSRF guard refuses private addresses with
+   * `forbidden`, and Chromium only starts for this), stored as Markdown under the page's title, then
+   * processed like an upload. The same page read twice with the same text is one document.
+   */
+  async addUrl(input: { url: string; categoryId?: string | undefined; tags?: string[] | undefined }) {
+    const actor = signedIn();
+    const page = await this.browser.fetchPage({ url: input.url });
+    const markdown = page.markdown.trim();
+    if (!markdown) throw new ContractError('invalid_input', `the page at ${page.url} has no readable text`, [{ path: 'url', message: 'no readable text on the page' }]);
+    const name = pageName(page.title, page.url);
+    // The title heads the text (Readability often drops it from the article) and the address follows,
+    // so every chunk's heading path names the page and its text can be cited with its source.
+    const text = `${markdown.startsWith(`# ${name}\n`) ? '' : `# ${name}\n\n`}Source: <${page.url}>\n\n${markdown}\n`;
+    const bytes = Buffer.from(text, 'utf8');
+    // `.md`, so the files module reads it as Markdown whatever the page's first characters are.
+    const file = await this.files.storeFile({ name: `${name.slice(0, 250)}.md` }, { stream: (async function* () { yield bytes; })(), contentType: 'text/markdown', contentLength: bytes.length });
+    try {
+      const [item] = await this.accept(actor, [file], { categoryId: input.categoryId, tags: input.tags ?? [], sourceUrl: page.url, names: [name] });
+      if (!item) throw new ContractError('conflict', 'the document holding this page was deleted meanwhile; try again');
+      return item;
+    } catch (err) {
+      await this.files.deleteFile({ id: file.id }).catch(() => undefined);
       throw err;
     }
   }

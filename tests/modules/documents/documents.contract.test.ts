@@ -26,18 +26,9 @@ import {
   markdownFixture,
   pdfFixture,
 } from '../../support/fixtures/documents.js';
-import { as, documentsCatalogue, setSettings, vectorCount, waitForStatus } from './support/documents-app.js';
+import { as, documentsCatalogue, refusal, setSettings, vectorCount, waitForStatus } from './support/documents-app.js';
 
 const service: Actor = { type: 'service', name: 'search' };
-
-async function refusal(call: Promise<unknown>): Promise<{ code: string; message: string; details?: unknown }> {
-  const outcome = await call.then(
-    (value) => ({ ok: true as const, value }),
-    (err: unknown) => ({ ok: false as const, err: err as { code: string; message: string; details?: unknown } }),
-  );
-  if (outcome.ok) throw new Error(`expected a refusal, got ${JSON.stringify(outcome.value)}`);
-  return outcome.err;
-}
 
 let redis: TestRedis;
 let app: TestApp;

@@ -13,12 +13,13 @@ import type { Port } from '../../../../src/kernel/contract/define.js';
 import { embeddingsModule } from '../../../../src/modules/embeddings/module.js';
 import { acceleratorModule } from '../../../../src/modules/accelerator/module.js';
 import { llmModule } from '../../../../src/modules/llm/module.js';
+import { browserModule } from '../../../../src/modules/browser/module.js';
 import { adminActor } from '../../../support/test-auth.js';
 import type { TestApp } from '../../../support/app.js';
 
-/** The real embeddings module (built-in embedder by default) and what it depends on. */
+/** The real embeddings module (built-in embedder by default) and what it depends on; browser reads pages added by URL. */
 export function documentsCatalogue(): AnyModule[] {
-  return [configModule, filesModule, documentsModule, embeddingsModule, acceleratorModule, llmModule];
+  return [configModule, filesModule, documentsModule, embeddingsModule, acceleratorModule, llmModule, browserModule];
 }
 
 export const as = <T>(actor: Actor, fn: () => Promise<T>): Promise<T> => runWithContext({ requestId: randomUUID(), actor }, fn);
@@ -27,6 +28,16 @@ export const as = <T>(actor: Actor, fn: () => Promise<T>): Promise<T> => runWith
 export async function setSettings(app: TestApp, changes: Record<string, Record<string, unknown>>): Promise<void> {
   await as(adminActor, () => app.runtime.port(configContract).updateSettings({ changes }));
   await new Promise((r) => setTimeout(r, 600));
+}
+
+/** The contract error a call ends with (a call that succeeds fails the test). */
+export async function refusal(call: Promise<unknown>): Promise<{ code: string; message: string; details?: unknown }> {
+  const outcome = await call.then(
+    (value) => ({ ok: true as const, value }),
+    (err: unknown) => ({ ok: false as const, err: err as { code: string; message: string; details?: unknown } }),
+  );
+  if (outcome.ok) throw new Error(`expected a refusal, got ${JSON.stringify(outcome.value)}`);
+  return outcome.err;
 }
 
 const FINAL = ['indexed', 'failed', 'cancelled'];
