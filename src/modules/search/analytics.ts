@@ -11,7 +11,7 @@ const TOP_KEPT = 10_000;
 const QUERY_CHARS = 200;
 
 export interface QueryRecord {
-  operation: 'documents' | 'semantic';
+  operation: 'documents' | 'semantic' | 'retrieve';
   mode: string;
   query: string;
   results: number;

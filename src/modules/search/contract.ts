@@ -49,6 +49,39 @@ const searchAnswer = z.object({
 const query = z.string().trim().min(1).max(1000);
 const topK = z.coerce.number().int().min(1).max(MAX_TOP_K).default(10);
 
+/** Longest text a retrieval may be asked with (a whole chat message); its start is the query. */
+export const RETRIEVAL_QUERY_MAX = 1_000_000;
+
+/** A source chosen for a chat turn's prompt, numbered from 1 in the order it is cited. */
+export const retrievedSource = z.object({
+  /** Its citation number: `[n]` in the prompt and the answer, `citations[n - 1]` on the message. */
+  n: z.number().int().min(1),
+  /** The chunk id (`<documentId>:<run>:<seq>`) or the fact id. */
+  id: z.string(),
+  sourceType: z.enum(SOURCE_TYPES),
+  /** The document or the fact. */
+  sourceId: z.string(),
+  title: z.string(),
+  headingPath: z.array(z.string()).optional(),
+  /** What the prompt quotes: the chunk's text (after its headings) or the fact; cut to fit the budget when marked `…`. */
+  text: z.string(),
+  /** HTML-safe text around the query's words, matched words in <mark>…</mark> (as search results). */
+  snippet: z.string(),
+  /** The hybrid (RRF) score it was ranked by. */
+  score: z.number(),
+  /** Its estimated share of the token budget. */
+  tokens: z.number().int().min(0),
+});
+export type RetrievedSource = z.output<typeof retrievedSource>;
+
+export const retrieveOutput = z.object({
+  sources: z.array(retrievedSource),
+  /** Estimated tokens of all sources. */
+  tokens: z.number().int().min(0),
+  /** The embeddings module could not be asked: the sources come from keyword search alone. */
+  degraded: z.literal(true).optional(),
+});
+
 export const searchSettings = z.object({
   rrfK: z.number().int().min(1).max(1000).default(60).describe('The k of Reciprocal Rank Fusion: score = Σ 1 / (k + rank)'),
   candidates: z.number().int().min(10).max(200).default(50).describe('Items each list (keyword, semantic) brings to the fusion'),
@@ -79,6 +112,22 @@ export const searchContract = defineContract({
       idempotent: true,
       timeoutMs: 30_000,
       summary: 'Nearest document chunks and facts by meaning (the embeddings module)',
+    }),
+    retrieveSources: operation({
+      input: z
+        .object({
+          query: z.string().trim().min(1).max(RETRIEVAL_QUERY_MAX),
+          /** The caller's ceiling on the sources' tokens (e.g. part of a model's context window); `retrievalTokenBudget` applies below it. */
+          maxTokens: z.number().int().min(1).max(10_000_000).optional(),
+          /** The caller's estimate of characters per token, so the budget counts as its prompt does. */
+          charsPerToken: z.number().min(1).max(10).default(3.5),
+          filter: searchFilter.optional(),
+        })
+        .strict(),
+      output: retrieveOutput,
+      idempotent: true,
+      timeoutMs: 30_000,
+      summary: 'The best chunks and facts for a question (hybrid) within the retrieval token budget, numbered for citing: a chat turn with knowledge',
     }),
     suggest: operation({
       input: z.object({ q: z.string().max(200).default(''), limit: z.coerce.number().int().min(1).max(50).optional() }),

@@ -13,7 +13,7 @@ import type { KeywordHit } from '../../kernel/text-index/keyword-index.js';
 import { configContract } from '../config/contract.js';
 import { embeddingsContract } from '../embeddings/contract.js';
 import { SearchAnalytics } from './analytics.js';
-import { searchContract, searchSettings, type SearchFilter, type SearchResult } from './contract.js';
+import { searchContract, searchSettings, MAX_TOP_K, type RetrievedSource, type SearchFilter, type SearchResult } from './contract.js';
 import { SearchIndex, TAG_SEP, visiblePartitions } from './search-index.js';
 
 type UserActor = Extract<Actor, { type: 'user' }>;
@@ -40,6 +40,12 @@ function marked(snippet: string): string[] | undefined {
   const out = new Set<string>();
   for (const m of snippet.matchAll(/<mark>(.*?)<\/mark>/g)) out.add(m[1]!.toLowerCase());
   return out.size ? [...out] : undefined;
+}
+
+/** A chunk's indexed text starts with its headings (chunkDocument): the body is what follows them. */
+function bodyOf(text: string, headingPath: string[] | undefined): string {
+  const head = headingPath?.length ? `${headingPath.join(' > ')}\n\n` : '';
+  return head && text.startsWith(head) ? text.slice(head.length) : text;
 }
 
 /** Reciprocal Rank Fusion: each list adds 1 / (k + rank) (rank from 1) to the items it holds. */
@@ -78,8 +84,46 @@ export class SearchService implements Handlers<typeof searchContract> {
     return this.run('semantic', 'semantic', input.query, input.topK, input.filter);
   }
 
-  /** Also the chat turn's retrieval (through the port, as the caller). */
-  private async run(operation: 'documents' | 'semantic', mode: Mode, query: string, topK: number, filter: SearchFilter | undefined) {
+  /**
+   * A chat turn's sources: hybrid search with the question, then, best first, every chunk or fact whose
+   * text fits what is left of the token budget (the lesser of `retrievalTokenBudget` and the caller's
+   * `maxTokens`), at most `retrievalMaxSources`. One that does not fit is passed over for a shorter one
+   * further down; the best one alone is cut to fit when it is longer than the whole budget. Numbered
+   * from 1 in that order.
+   */
+  async retrieveSources(input: { query: string; maxTokens?: number | undefined; charsPerToken: number; filter?: SearchFilter | undefined }) {
+    const s = this.settings.current();
+    const budget = Math.min(s.retrievalTokenBudget, input.maxTokens ?? Infinity);
+    const cpt = input.charsPerToken;
+    // A whole message is the question; its start is what a search query may hold.
+    const query = input.query.slice(0, 1000).trim();
+    const answer = await this.run('retrieve', 'hybrid', query, Math.min(MAX_TOP_K, s.retrievalMaxSources * 4), input.filter, true);
+    const sources: RetrievedSource[] = [];
+    let left = budget;
+    for (const item of answer.items) {
+      if (sources.length >= s.retrievalMaxSources) break;
+      const full = item.text?.trim();
+      if (!full) continue;
+      // The source's label ([n], title, headings) counts too.
+      const label = item.title.length + (item.headingPath?.join(' > ').length ?? 0) + 12;
+      const cost = (text: string) => Math.ceil((label + text.length) / cpt);
+      let text = full;
+      if (cost(text) > left) {
+        const room = Math.floor(left * cpt) - label - 1;
+        if (sources.length > 0 || room < 20) continue;
+        const cut = full.slice(0, room);
+        text = `${cut.slice(0, cut.lastIndexOf(' ') > room / 2 ? cut.lastIndexOf(' ') : room).trimEnd()}…`;
+      }
+      left -= cost(text);
+      const { text: _omit, highlights: _h, ...shown } = item;
+      sources.push({ ...shown, sourceType: item.sourceType as RetrievedSource['sourceType'], n: sources.length + 1, text, tokens: cost(text) });
+    }
+    const tokens = sources.reduce((sum, x) => sum + x.tokens, 0);
+    return answer.degraded ? { sources, tokens, degraded: true as const } : { sources, tokens };
+  }
+
+  /** `withText`: each item with its whole text besides (for retrieval). */
+  private async run(operation: 'documents' | 'semantic' | 'retrieve', mode: Mode, query: string, topK: number, filter: SearchFilter | undefined, withText = false) {
     const user = caller();
     const started = performance.now();
     const s = this.settings.current();
@@ -104,12 +148,13 @@ export class SearchService implements Handlers<typeof searchContract> {
     }
     // Snippets only for what is shown: highlighting every candidate would cost more than ranking them.
     const parsed = parseQuery(query);
-    const items = ranked.slice(0, topK).map((c) => this.present(c, parsed, user.id, s.snippetChars));
+    const items = ranked.slice(0, topK).map((c) => this.present(c, parsed, user.id, s.snippetChars, withText));
     this.analyticsStore.record({ operation, mode, query, results: items.length, degraded, ms: performance.now() - started });
     return degraded ? { items, degraded: true as const } : { items };
   }
 
-  private present(c: Candidate, parsed: ReturnType<typeof parseQuery>, userId: string, width: number): SearchResult {
+  /** A result as shown; `withText`: with the item's whole text besides (without a chunk's headings). */
+  private present(c: Candidate, parsed: ReturnType<typeof parseQuery>, userId: string, width: number, withText = false): SearchResult & { text?: string } {
     let stored: { text: string; fields: Record<string, string> } | undefined;
     for (const p of visiblePartitions(userId)) stored ??= this.index.items.get(p, c.id);
     const snippet = stored ? highlight(stored.text, parsed, width) : '';
@@ -126,6 +171,7 @@ export class SearchService implements Handlers<typeof searchContract> {
       score: c.score,
       ...(highlights ? { highlights } : {}),
       ...(headingPath?.length ? { headingPath } : {}),
+      ...(withText ? { text: stored ? bodyOf(stored.text, f?.h ? headingPath : undefined) : '' } : {}),
     };
   }
 

@@ -159,6 +159,35 @@ describe.each(bindingKinds)('search contract (%s binding)', (kind) => {
     expect((await find(alice, 'runner', 'hybrid', { filter: { categoryId: 'nope' } })).items).toEqual([]);
   });
 
+  it("retrieves a chat turn's sources: numbered, whole texts within the token budget, only what the caller may see", async () => {
+    const question = 'How should a runner prepare for long distances, and what about hydration?';
+    const r = await as(alice, () => search.retrieveSources({ query: question }));
+    expect(r.sources.length).toBeGreaterThan(0);
+    expect(r.sources.length).toBeLessThanOrEqual(6);
+    expect(r.sources.map((x) => x.n)).toEqual(r.sources.map((_, i) => i + 1));
+    expect(r.sources.every((x) => x.sourceId === aliceDoc.id && x.sourceType === 'document' && x.title === 'marathon.md')).toBe(true);
+    // The chunk's text without its headings (they come as headingPath), and a marked snippet.
+    const long = r.sources.find((x) => x.text.includes('Running long distances builds endurance'))!;
+    expect(long.headingPath).toEqual(['Marathon training', 'Long runs']);
+    expect(long.text.startsWith('The runner runs slowly')).toBe(true);
+    expect(long.snippet).toContain('<mark>');
+    expect(r.tokens).toBe(r.sources.reduce((sum, x) => sum + x.tokens, 0));
+    expect(r.tokens).toBeLessThanOrEqual(1500);
+    // A small ceiling: the best source alone, cut to fit.
+    const small = await as(alice, () => search.retrieveSources({ query: question, maxTokens: 30 }));
+    expect(small.sources).toHaveLength(1);
+    expect(small.tokens).toBeLessThanOrEqual(30);
+    expect(small.sources[0]!.text.endsWith('…')).toBe(true);
+    // Someone else's private document is never a source, whatever the question.
+    const zebra = await as(alice, () => search.retrieveSources({ query: 'zebra migration zebrafish Serengeti budget' }));
+    expect(zebra.sources.some((x) => x.sourceId === adminDoc.id)).toBe(false);
+    expect(JSON.stringify(zebra)).not.toContain('Serengeti');
+    expect((await as(bob, () => search.retrieveSources({ query: 'zebra migration and marathon running' }))).sources).toEqual([]);
+    const bad = await refusal(as(alice, () => search.retrieveSources({ query: '   ' })));
+    expect(bad.code).toBe('invalid_input');
+    expect(JSON.stringify(bad.details)).toContain('query');
+  });
+
   it('suggests titles and frequent words of what the caller may search', async () => {
     const s = await as(alice, () => search.suggest({ q: 'mara' }));
     expect(s.items).toContain('marathon.md');
