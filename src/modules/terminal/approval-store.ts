@@ -146,6 +146,11 @@ export class ApprovalStore {
     return [...ids];
   }
 
+  /** The approval a key is bound to, if any. */
+  async boundTo(key: string): Promise<string | undefined> {
+    return (await this.redis.get(`approval-key:${key}`)) ?? undefined;
+  }
+
   /** Binds an idempotency key to an approval; answers the approval already bound, if any. */
   async claimKey(key: string, id: string, retentionS: number): Promise<string | undefined> {
     const set = await this.redis.set(`approval-key:${key}`, id, 'EX', retentionS, 'NX');

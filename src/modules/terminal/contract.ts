@@ -171,6 +171,20 @@ export const terminalContract = defineContract({
       summary: 'Applies the approval policy to the caller: allowed, refused, or an approval the owner (or an admin) decides; one per idempotency key',
     }),
     getApproval: operation({ input: z.object({ id }), output: approvalView, idempotent: true }),
+    readWorkspaceFile: operation({
+      input: z.object({ path: cwd, maxBytes: z.number().int().min(1).max(16 * 1024 * 1024).optional() }),
+      output: z.object({
+        /** Relative to the caller's workspace. */
+        path: z.string(),
+        size: z.number().int(),
+        /** UTF-8 text, at most maxBytes (and terminal.maxOutputBytes); empty for a binary file. */
+        content: z.string(),
+        truncated: z.boolean(),
+        binary: z.boolean(),
+      }),
+      idempotent: true,
+      summary: "Reads a file of the caller's workspace (the chat's read_file tool); a path leading outside it (.., absolute, a symlink) is refused",
+    }),
     listApprovals: operation({
       input: z.object({}),
       output: z.object({ items: z.array(approvalView) }),
@@ -210,6 +224,8 @@ export const terminalContract = defineContract({
     'terminal.approval.decided': event({
       payload: z.object({ approvalId: z.string(), ownerId: z.string(), status: approvalStatus, decidedBy: z.string().nullable(), executionId: z.string().nullable() }),
       summary: 'An approval was approved, denied or expired (the chat tool loop resumes on it)',
+      // The chat tool loop waiting for it runs in one particular instance of messages: every instance hears it.
+      delivery: 'every-instance',
     }),
     'terminal.execution.finished': event({
       payload: z.object({ executionId: z.string(), ownerId: z.string(), status: executionStatus, exitCode: z.number().int().nullable() }),

@@ -46,6 +46,11 @@ export class ExecutionStore {
     return (await this.redis.get(`exec-key:${key}`)) ?? undefined;
   }
 
+  /** The execution a key is bound to, if any. */
+  async boundTo(key: string): Promise<string | undefined> {
+    return (await this.redis.get(`exec-key:${key}`)) ?? undefined;
+  }
+
   /** Gives a claimed key back when the call it was claimed for was refused before recording anything. */
   async releaseKey(key: string, id: string): Promise<void> {
     if ((await this.redis.get(`exec-key:${key}`)) === id) await this.redis.del(`exec-key:${key}`);

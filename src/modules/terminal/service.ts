@@ -1,6 +1,8 @@
 // The terminal module's operations: classify, apply the approval policy, run, record, audit, push.
 // Every operation checks its caller itself: other modules (the chat tool loop) and remote callers
 // reach these without the gateway.
+import { constants as fsConstants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { inject, injectable } from 'tsyringe';
 import type { Logger } from 'pino';
 import type { CallInfo, Handlers, Port } from '../../kernel/contract/define.js';
@@ -180,10 +182,14 @@ export class TerminalService implements Handlers<typeof terminalContract> {
     }
     const p = this.prepare(actor, input.command, input.cwd);
     const { risk, reason } = p.classification;
+    const key = currentContext()?.idempotencyKey;
+    // A repeated call (a resumed chat tool loop) answers what the first one started, even though the
+    // approval it carried is spent by now.
+    const bound = key ? await this.executions.boundTo(key) : undefined;
+    if (bound) return this.getExecution({ id: bound });
     // An approval given must fit before anything is claimed or recorded.
     const approval = input.approvalId && risk !== 'forbidden' ? await this.checkApproval(actor, input.approvalId, p.fingerprint) : undefined;
     const id = newExecutionId();
-    const key = currentContext()?.idempotencyKey;
     if (key) {
       const existing = await this.executions.claimKey(key, id, this.retentionS());
       if (existing) return this.getExecution({ id: existing });
@@ -413,6 +419,30 @@ export class TerminalService implements Handlers<typeof terminalContract> {
     return executionView(e);
   }
 
+  // ---- workspace files -----------------------------------------------------------------------
+
+  async readWorkspaceFile({ path: file, maxBytes }: { path: string; maxBytes?: number }) {
+    const actor = signedIn();
+    const workspace = this.workspaces.forUser(actor.id);
+    const target = this.workspaces.resolveFile(workspace, file);
+    const cap = Math.min(maxBytes ?? Number.MAX_SAFE_INTEGER, this.settings.current().maxOutputBytes);
+    // O_NOFOLLOW: the checked real path cannot have become a symlink in between.
+    const fh = await open(target.abs, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    let size: number;
+    let buf: Buffer;
+    try {
+      size = (await fh.stat()).size;
+      buf = Buffer.alloc(Math.min(cap, size));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      buf = buf.subarray(0, bytesRead);
+    } finally {
+      await fh.close();
+    }
+    const binary = buf.includes(0);
+    await this.record({ kind: 'execution', actorId: actor.id, ownerId: actor.id, command: `read file ${target.rel}`, risk: 'safe', decision: 'allowed', status: 'completed' });
+    return { path: target.rel, size, content: binary ? '' : buf.toString('utf8'), truncated: size > buf.length, binary };
+  }
+
   // ---- approvals -----------------------------------------------------------------------------
 
   /**
@@ -463,21 +493,25 @@ export class TerminalService implements Handlers<typeof terminalContract> {
       what = { command: input.action!, risk: input.risk!, reason: input.reason! };
     }
     const key = currentContext()?.idempotencyKey;
-    const id = newApprovalId();
-    if (key) {
-      const existing = await this.approvals.claimKey(key, id, this.retentionS());
-      if (existing) {
-        const a = await this.visibleApproval(actor, existing, true);
-        const decision = a.status === 'approved' ? 'allowed' : a.status === 'pending' ? 'pending' : 'refused';
-        return { decision, risk: a.risk, reason: a.status === 'pending' || a.status === 'approved' ? a.reason : `the approval was ${a.status}`, approvalId: a.id, expiresAt: a.expiresAt } as const;
-      }
-    }
+    const keyed = async (approvalId: string) => {
+      const a = await this.visibleApproval(actor, approvalId, true);
+      const decision = a.status === 'approved' ? 'allowed' : a.status === 'pending' ? 'pending' : 'refused';
+      return { decision, risk: a.risk, reason: a.status === 'pending' || a.status === 'approved' ? a.reason : `the approval was ${a.status}`, approvalId: a.id, expiresAt: a.expiresAt } as const;
+    };
+    const bound = key ? await this.approvals.boundTo(key) : undefined;
+    if (bound) return keyed(bound);
     const decision = await this.decide(actor, what.risk, fingerprint);
     if (decision === 'refused') {
       await this.record({ kind: 'decision', actorId: actor.id, ownerId: actor.id, command: what.command, risk: what.risk, decision: 'refused' });
       return { decision: 'refused', risk: what.risk, reason: what.reason } as const;
     }
+    // Nothing is bound to the key unless an approval is created: a repeated call decides again.
     if (decision === 'allowed' || decision === 'remembered') return { decision: 'allowed', risk: what.risk, reason: what.reason } as const;
+    const id = newApprovalId();
+    if (key) {
+      const existing = await this.approvals.claimKey(key, id, this.retentionS());
+      if (existing) return keyed(existing);
+    }
     const approval = await this.createApproval(actor, what, id);
     await this.record({ kind: 'decision', actorId: actor.id, ownerId: actor.id, command: what.command, risk: what.risk, decision: 'approval_requested', approvalId: approval.id });
     return { decision: 'pending', risk: approval.risk, reason: approval.reason, approvalId: approval.id, expiresAt: approval.expiresAt } as const;

@@ -40,6 +40,22 @@ export class Workspaces {
     }
     return { abs: real, rel: path.relative(workspace, real) || '.' };
   }
+
+  /** A file to read (the assistant's read_file tool): inside the workspace (real path), existing, a regular file; else refused. */
+  resolveFile(workspace: string, file: string): { abs: string; rel: string } {
+    const target = realTarget(workspace, file);
+    if (!isInside(workspace, target)) {
+      throw new ContractError('forbidden', 'path must be inside your workspace', [{ path: 'path', message: 'outside the workspace' }]);
+    }
+    let st;
+    try {
+      st = statSync(target);
+    } catch {
+      throw new ContractError('not_found', `no such file in your workspace: ${file}`);
+    }
+    if (!st.isFile()) throw new ContractError('invalid_input', `path: not a regular file: ${file}`, [{ path: 'path', message: 'not a regular file' }]);
+    return { abs: target, rel: path.relative(workspace, target) };
+  }
 }
 
 function outside(): ContractError {

@@ -396,6 +396,43 @@ describe.each(bindingKinds)('terminal contract (%s binding)', (kind) => {
       const bad = await refusal(as(carol, () => terminal.requestApproval({ action: 'x' })));
       expect(bad.code).toBe('invalid_input');
     });
+
+    it('binds an idempotency key only to an approval it created, and answers a repeated execute with what the first one ran', async () => {
+      // Within the policy: nothing is bound, so the same key asks again later (a resumed tool call).
+      const key = `saga-${randomUUID()}:generate:call-2`;
+      expect(await as(carol, () => terminal.requestApproval({ command: 'ls' }), key)).toMatchObject({ decision: 'allowed' });
+      expect(await as(carol, () => terminal.requestApproval({ command: 'ls' }), key)).toMatchObject({ decision: 'allowed' });
+      // Approved, run once under a key; the same call again (the approval now spent) answers that execution.
+      const runKey = `saga-${randomUUID()}:generate:call-3`;
+      const req = await as(carol, () => terminal.requestApproval({ command: 'tee -a once.txt' }), runKey);
+      await as(carol, () => terminal.decideApproval({ approvalId: req.approvalId!, approve: true }));
+      expect(await as(carol, () => terminal.requestApproval({ command: 'tee -a once.txt' }), runKey)).toMatchObject({ decision: 'allowed', approvalId: req.approvalId });
+      const first = await as(carol, () => terminal.execute({ command: 'tee -a once.txt', approvalId: req.approvalId! }), runKey);
+      const again = await as(carol, () => terminal.execute({ command: 'tee -a once.txt', approvalId: req.approvalId! }), runKey);
+      expect(first.status).toBe('completed');
+      expect(again).toEqual(first);
+    });
+
+    it('reads a workspace file for the tool loop, capped, and refuses paths leading outside', async () => {
+      const ws = workspaceOf(carol);
+      writeFileSync(path.join(ws, 'notes.md'), 'line one\nline two\n');
+      writeFileSync(path.join(ws, 'big.txt'), 'x'.repeat(MAX_OUTPUT + 100));
+      writeFileSync(path.join(ws, 'blob.bin'), Buffer.from([1, 0, 2]));
+      symlinkSync('/etc/hostname', path.join(ws, 'host-link'));
+      expect(await as(carol, () => terminal.readWorkspaceFile({ path: 'notes.md' }))).toEqual({ path: 'notes.md', size: 18, content: 'line one\nline two\n', truncated: false, binary: false });
+      const big = await as(carol, () => terminal.readWorkspaceFile({ path: './big.txt' }));
+      expect(big).toMatchObject({ path: 'big.txt', size: MAX_OUTPUT + 100, truncated: true });
+      expect(big.content).toHaveLength(MAX_OUTPUT);
+      expect((await as(carol, () => terminal.readWorkspaceFile({ path: 'notes.md', maxBytes: 4 }))).content).toBe('line');
+      expect(await as(carol, () => terminal.readWorkspaceFile({ path: 'blob.bin' }))).toMatchObject({ binary: true, content: '' });
+      for (const escape of ['../other/x', '/etc/passwd', 'host-link', `../${bob.id}/notes.md`]) {
+        expect((await refusal(as(carol, () => terminal.readWorkspaceFile({ path: escape })))).code, escape).toBe('forbidden');
+      }
+      expect((await refusal(as(carol, () => terminal.readWorkspaceFile({ path: 'missing.txt' })))).code).toBe('not_found');
+      expect((await refusal(as(carol, () => terminal.readWorkspaceFile({ path: '.' })))).code).toBe('invalid_input');
+      // Another user's workspace holds no such file for them.
+      expect((await refusal(as(bob, () => terminal.readWorkspaceFile({ path: 'notes.md' })))).code).toBe('not_found');
+    });
   });
 
   describe('audit', () => {
