@@ -22,7 +22,7 @@ import { startFakeOllama, type FakeOllama } from '../../tests/support/fake-ollam
 import { freePort, spawnApp, type ChildApp } from '../../tests/support/process.js';
 import { startTestRedis, type TestRedis } from '../../tests/support/redis.js';
 import { testAuthenticator, USER_TOKEN, userActor } from '../../tests/support/test-auth.js';
-import { chatCatalogue } from '../../tests/modules/messages/chat-app.js';
+import { CONVERSATION_MODULES, chatCatalogue } from '../../tests/modules/messages/chat-app.js';
 import { cpuMs, fmt, percentile, rows } from '../lib.js';
 
 const USERS = Number(process.env.CHAT_BENCH_USERS ?? 20);
@@ -302,7 +302,7 @@ function sentence(rand: () => number, n: number): string {
 async function searchBench(redis: TestRedis, fake: FakeOllama): Promise<void> {
   const dir = mkdtempSync(path.join(tmpdir(), 'abbs-'));
   const server = await startServer({
-    config: loadConfig({ PORT: '0', AUTOBOT_DATA_DIR: dir, LOG_LEVEL: 'silent', REDIS_URL: redis.url, OLLAMA_URL: fake.url, AUTOBOT_INTERNAL_TOKEN: INTERNAL, AUTOBOT_RATE_LIMITS: LIMITS }),
+    config: loadConfig({ PORT: '0', AUTOBOT_DATA_DIR: dir, LOG_LEVEL: 'silent', REDIS_URL: redis.url, OLLAMA_URL: fake.url, AUTOBOT_INTERNAL_TOKEN: INTERNAL, AUTOBOT_RATE_LIMITS: LIMITS, AUTOBOT_MODULES: CONVERSATION_MODULES }),
     catalogue: chatCatalogue,
     logger: createLogger('silent'),
     authenticate: testAuthenticator,

@@ -1,10 +1,10 @@
 // The chat turn as a durable saga (ARCHITECTURE.md §6a). Every step names an operation, so any process
 // can resume a turn from its journal after a crash; `generate` is the long one, with its own deadline.
 // `saveUserMessage` is skipped for a regeneration (the user message exists), `title` runs only for a
-// chat that had no title and whose answer completed. A retrieval step joins here with the knowledge
-// search (`when: useKnowledge`); it is not part of this turn yet.
+// chat that had no title and whose answer completed. `retrieve` runs only in a chat with knowledge: its
+// outcome (the numbered sources) is journaled, so a resumed turn quotes and cites the same sources.
 import { defineSaga } from '../../kernel/sagas/saga-definition.js';
-import { GENERATE_TIMEOUT_MS, turnInput, type GenerateOutcome, type TurnInput } from './contract.js';
+import { GENERATE_TIMEOUT_MS, turnInput, type GenerateOutcome, type RetrieveOutcome, type TurnInput } from './contract.js';
 
 export const CHAT_TURN_SAGA = 'messages.chat-turn';
 
@@ -34,13 +34,34 @@ export const chatTurnSaga = defineSaga<TurnInput>({
       // being restarted must not leave an answer `streaming`.
       retries: 8,
     },
+    {
+      name: 'retrieve',
+      module: 'messages',
+      operation: 'retrieve',
+      // Turns journaled before the field existed have none: no knowledge.
+      when: (turn) => turn.useKnowledge === true,
+      input: (turn) => turn,
+      // A failed search is not a failed turn (the step answers without sources and a warning); retries
+      // are for reading the question from history.
+      retries: 4,
+    },
     // Retried calls find the generation's record under their key: they never ask the model twice.
-    { name: 'generate', module: 'messages', operation: 'generate', timeoutMs: GENERATE_TIMEOUT_MS, retries: 8, input: (turn) => turn },
+    {
+      name: 'generate',
+      module: 'messages',
+      operation: 'generate',
+      timeoutMs: GENERATE_TIMEOUT_MS,
+      retries: 8,
+      input: (turn, results) => {
+        const sources = (results.retrieve as RetrieveOutcome | undefined)?.sources;
+        return sources?.length ? { ...turn, sources } : turn;
+      },
+    },
     {
       name: 'complete',
       module: 'messages',
       operation: 'completeTurn',
-      input: (turn, results) => ({ turn, outcome: results.generate as GenerateOutcome }),
+      input: (turn, results) => ({ turn, outcome: results.generate as GenerateOutcome, ...(results.retrieve ? { retrieval: results.retrieve as RetrieveOutcome } : {}) }),
       retries: 8,
     },
     {

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { defineContract, operation, streamOperation } from '../../kernel/contract/index.js';
 import { finalStatus, messageView, usageView } from '../history/contract.js';
+import { retrievedSource } from '../search/contract.js';
 
 /** Hard ceiling of the wire schema; `messages.maxContentChars` (413 above it) is the real limit. */
 export const CONTENT_WIRE_MAX = 1_000_000;
@@ -42,8 +43,24 @@ export const turnInput = z.object({
   titleNeeded: z.boolean(),
   /** Someone follows the turn as server-sent events: publish its events for them too. */
   sse: z.boolean(),
+  /** The chat answers from the user's documents and facts: a `retrieve` step runs before `generate`. Absent in turns journaled before it existed. */
+  useKnowledge: z.boolean().default(false),
 });
 export type TurnInput = z.infer<typeof turnInput>;
+
+/** The retrieve step's outcome, journaled: the sources the prompt numbers, or why there are none. */
+export const retrieveOutcome = z.object({
+  sources: z.array(retrievedSource),
+  /** Retrieval failed (search unreachable, …): the turn answers without sources and says so. */
+  warning: z.string().optional(),
+  /** Search answered from keyword search alone (embeddings unreachable). */
+  degraded: z.literal(true).optional(),
+});
+export type RetrieveOutcome = z.infer<typeof retrieveOutcome>;
+
+/** What generate is given: the turn and, with knowledge, the retrieved sources (the prompt quotes them as [n]). */
+export const generateInput = turnInput.extend({ sources: z.array(retrievedSource).max(100).optional() });
+export type GenerateInput = z.infer<typeof generateInput>;
 
 export const generateOutcome = z.object({
   status: finalStatus,
@@ -105,9 +122,10 @@ export const messagesContract = defineContract({
     saveUserMessage: step(turnInput, messageView, 'Turn step: stores the user message and announces it'),
     createAssistantMessage: step(turnInput, messageView, 'Turn step: the assistant message, `streaming`, announced'),
     abandonTurn: step(turnInput, z.null(), 'Turn compensation: a still-streaming answer ends `failed`; the chat is free again'),
-    generate: step(turnInput, generateOutcome, 'Turn step: streams the model’s answer to the chat room, saving the text as it grows', GENERATE_TIMEOUT_MS),
+    retrieve: step(turnInput, retrieveOutcome, 'Turn step (chats with knowledge): the sources for the prompt, numbered, from hybrid search with the question', 60_000),
+    generate: step(generateInput, generateOutcome, 'Turn step: streams the model’s answer to the chat room, saving the text as it grows', GENERATE_TIMEOUT_MS),
     completeTurn: step(
-      z.object({ turn: turnInput, outcome: generateOutcome }),
+      z.object({ turn: turnInput, outcome: generateOutcome, retrieval: retrieveOutcome.optional() }),
       z.object({ status: finalStatus, messageCount: z.number().int(), lastActivityAt: z.string() }),
       'Turn step: the answer’s final state, announced; the chat is free for the next turn',
     ),

@@ -4,6 +4,7 @@ import { chatsContract } from '../chats/contract.js';
 import { configContract } from '../config/contract.js';
 import { historyContract } from '../history/contract.js';
 import { llmContract } from '../llm/contract.js';
+import { searchContract } from '../search/contract.js';
 import { chatTurnSaga } from './chat-turn-saga.js';
 import { messagesContract } from './contract.js';
 import { MessagesService } from './service.js';
@@ -12,7 +13,8 @@ import { TurnStore } from './turn-store.js';
 
 export const messagesModule = defineModule({
   contract: messagesContract,
-  dependencies: [chatsContract, historyContract, llmContract, configContract],
+  // search: the retrieve step of a chat with knowledge (a chat without never calls it).
+  dependencies: [chatsContract, historyContract, llmContract, configContract, searchContract],
   subscribes: ['config.settings.changed'],
   sagas: [chatTurnSaga],
   redisDb: 4,

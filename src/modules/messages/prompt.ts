@@ -1,7 +1,9 @@
 // The prompt of a turn: the chat's system prompt (or the default), then as much of the recent history as
 // fits the model's context window, newest kept first, always ending with the message being answered.
-// Replaced answers, failed answers and the answer being written are left out.
+// Replaced answers, failed answers and the answer being written are left out. In a chat with knowledge
+// the system prompt carries the retrieved sources, numbered, and how to cite them.
 import type { MessageView } from '../history/contract.js';
+import type { RetrievedSource } from '../search/contract.js';
 
 export interface PromptMessage {
   role: 'system' | 'user' | 'assistant';
@@ -12,6 +14,18 @@ export interface PromptBudget {
   contextTokens: number;
   replyReserveTokens: number;
   charsPerToken: number;
+}
+
+export const CITE_INSTRUCTION =
+  'Use the numbered sources below, taken from the user’s documents and notes, where they help answer. ' +
+  'After each statement taken from a source, cite it by its number in square brackets, like [1] or [2][3]. ' +
+  'Cite only sources you used. If the sources do not hold the answer, say so before answering otherwise.';
+
+/** The system prompt with the sources after it, each as `[n] title › headings` and its text. */
+export function withSources(system: string, sources: readonly RetrievedSource[]): string {
+  if (!sources.length) return system;
+  const listed = sources.map((src) => `[${src.n}] ${[src.title, ...(src.headingPath ?? [])].join(' › ')}\n${src.text}`);
+  return `${system}\n\n${CITE_INSTRUCTION}\n\nSources:\n\n${listed.join('\n\n')}`;
 }
 
 /** A rough token count: characters over a ratio, plus the chat template's few tokens per message. */

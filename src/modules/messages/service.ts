@@ -14,12 +14,13 @@ import { chatsContract, type ChatView } from '../chats/contract.js';
 import { configContract } from '../config/contract.js';
 import { historyContract, type MessageView } from '../history/contract.js';
 import { llmContract } from '../llm/contract.js';
+import { searchContract } from '../search/contract.js';
 import { CHAT_TURN_SAGA } from './chat-turn-saga.js';
 import { cleanContent } from './content.js';
-import { messagesContract, messagesSettings, type GenerateOutcome, type TurnInput } from './contract.js';
+import { messagesContract, messagesSettings, type GenerateInput, type GenerateOutcome, type RetrieveOutcome, type TurnInput } from './contract.js';
 import { newId } from './ids.js';
 import { ProgressSaver } from './progress-saver.js';
-import { buildPrompt, estimateTokens } from './prompt.js';
+import { buildPrompt, estimateTokens, withSources } from './prompt.js';
 import { cleanTitle, TITLE_INSTRUCTION, titleFromMessage } from './title.js';
 import { TurnChannels } from './turn-channels.js';
 import { TurnStore, turnChannel } from './turn-store.js';
@@ -53,6 +54,7 @@ export class MessagesService implements Handlers<typeof messagesContract> {
     @inject(chatsContract.token) private readonly chats: Port<typeof chatsContract>,
     @inject(historyContract.token) private readonly history: Port<typeof historyContract>,
     @inject(llmContract.token) private readonly llm: Port<typeof llmContract>,
+    @inject(searchContract.token) private readonly search: Port<typeof searchContract>,
     @inject(configContract.token) config: Port<typeof configContract>,
   ) {
     this.settings = new SettingsHolder(messagesSettings, async () => (await config.getModuleSettings({ module: messagesContract.id })).settings, logger);
@@ -124,6 +126,7 @@ export class MessagesService implements Handlers<typeof messagesContract> {
         assistantCreatedAt: now,
         titleNeeded: chat.title === null,
         sse,
+        useKnowledge: chat.useKnowledge,
       };
       const answer: SendAnswer = {
         turnId,
@@ -177,6 +180,7 @@ export class MessagesService implements Handlers<typeof messagesContract> {
         ...(previous ? { replaces: previous.id } : {}),
         titleNeeded: chat.title === null,
         sse: false,
+        useKnowledge: chat.useKnowledge,
       };
       await this.sagas.start(CHAT_TURN_SAGA, turn, { id: turnId });
       return { turnId, assistantMessageId: turn.assistantMessageId };
@@ -247,7 +251,32 @@ export class MessagesService implements Handlers<typeof messagesContract> {
     return null;
   }
 
-  async generate(turn: TurnInput, call: CallInfo): Promise<GenerateOutcome> {
+  /**
+   * The sources of a chat with knowledge: hybrid search with the question (for a regeneration, the last
+   * user message) through the search port, as the user, so only their own and shared items can come
+   * back. Sources take at most half of what the answer leaves of the model's window. A search that
+   * fails is no failed turn: the answer comes without sources, and says why in its warnings.
+   */
+  async retrieve(turn: TurnInput): Promise<RetrieveOutcome> {
+    this.status(turn, 'retrieving', 'retrieve');
+    const question = turn.userMessage?.content ?? (await this.history.listMessages({ chatId: turn.chatId, order: 'desc', limit: 100 })).items.find((m) => m.role === 'user')?.content;
+    if (!question?.trim()) return { sources: [] };
+    const s = this.settings.current();
+    try {
+      const chat = await this.chats.getChat({ id: turn.chatId });
+      const contextTokens = await this.contextLength(chat.model);
+      const reserve = Math.min(s.replyReserveTokens, Math.floor(contextTokens / 2));
+      const maxTokens = Math.max(1, Math.floor((contextTokens - reserve) / 2));
+      const r = await this.search.retrieveSources({ query: question, maxTokens, charsPerToken: s.charsPerToken });
+      return { sources: r.sources, ...(r.degraded ? { degraded: true as const } : {}) };
+    } catch (err) {
+      const why = (err as Error).message;
+      this.logger.warn({ err: why, turnId: turn.turnId }, 'retrieval failed; answering without sources');
+      return { sources: [], warning: `Knowledge search failed, so this answer cites no sources: ${why}`.slice(0, 500) };
+    }
+  }
+
+  async generate(turn: GenerateInput, call: CallInfo): Promise<GenerateOutcome> {
     const key = currentContext()?.idempotencyKey ?? `${turn.turnId}:generate`;
     const m = await this.history.getMessage({ id: turn.assistantMessageId });
     if (m.status !== 'streaming') {
@@ -268,7 +297,7 @@ export class MessagesService implements Handlers<typeof messagesContract> {
     return outcome;
   }
 
-  private async run(turn: TurnInput, callSignal: AbortSignal): Promise<GenerateOutcome> {
+  private async run(turn: GenerateInput, callSignal: AbortSignal): Promise<GenerateOutcome> {
     const s = this.settings.current();
     const ac = new AbortController();
     const untrack = this.channels.track(turn.turnId, ac);
@@ -349,7 +378,7 @@ export class MessagesService implements Handlers<typeof messagesContract> {
     return d.contextLength;
   }
 
-  private async prompt(chat: ChatView, turn: TurnInput): Promise<{ messages?: { role: 'system' | 'user' | 'assistant'; content: string }[]; error?: string }> {
+  private async prompt(chat: ChatView, turn: GenerateInput): Promise<{ messages?: { role: 'system' | 'user' | 'assistant'; content: string }[]; error?: string }> {
     const s = this.settings.current();
     const contextTokens = await this.contextLength(chat.model);
     const history = this.history;
@@ -361,7 +390,8 @@ export class MessagesService implements Handlers<typeof messagesContract> {
         cursor = page.nextCursor ?? undefined;
       } while (cursor);
     }
-    const system = chat.systemPrompt ?? s.defaultSystemPrompt;
+    // Retrieved sources join the system prompt, numbered: their tokens count against the window.
+    const system = withSources(chat.systemPrompt ?? s.defaultSystemPrompt, turn.sources ?? []);
     const built = await buildPrompt(system, newestFirst(), turn.assistantMessageId, {
       contextTokens,
       replyReserveTokens: Math.min(s.replyReserveTokens, Math.floor(contextTokens / 2)),
@@ -374,7 +404,13 @@ export class MessagesService implements Handlers<typeof messagesContract> {
     return { messages: built.messages };
   }
 
-  async completeTurn({ turn, outcome }: { turn: TurnInput; outcome: GenerateOutcome }) {
+  async completeTurn({ turn, outcome, retrieval }: { turn: TurnInput; outcome: GenerateOutcome; retrieval?: RetrieveOutcome | undefined }) {
+    // Every source the model was given, in number order: citation n is citations[n - 1], whichever the
+    // answer used. None on an answer without text.
+    const citations = outcome.content && retrieval?.sources.length
+      ? retrieval.sources.map(({ sourceType, sourceId, title, snippet, score }) => ({ sourceType, sourceId, title, snippet, score }))
+      : undefined;
+    const warnings: string[] = retrieval?.warning ? [retrieval.warning] : [];
     const r = await this.history.finishMessage({
       id: turn.assistantMessageId,
       status: outcome.status,
@@ -382,6 +418,8 @@ export class MessagesService implements Handlers<typeof messagesContract> {
       ...(outcome.model ? { model: outcome.model } : {}),
       ...(outcome.usage ? { usage: outcome.usage } : {}),
       ...(outcome.error ? { error: outcome.error } : {}),
+      ...(citations ? { citations } : {}),
+      ...(warnings.length ? { warnings } : {}),
     });
     const final = r.message;
     // The chat is free for the next message as soon as the answer is final, before anyone is told:

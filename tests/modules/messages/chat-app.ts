@@ -1,6 +1,8 @@
 // A test AutoBot hosting the conversation modules (config, health, llm, chats, history, messages) with
 // the stand-in credentials (alice and an admin), pointed at a fake Ollama; and helpers the chat tests
-// share: acting as a user, waiting for a turn to end.
+// share: acting as a user, waiting for a turn to end. `search` (a chat with knowledge asks it) is known
+// but hosted only with `knowledge: true`, with everything it builds on; elsewhere a chat with knowledge
+// meets a search that runs nowhere, and answers without sources.
 import { randomUUID } from 'node:crypto';
 import type { Port } from '../../../src/kernel/contract/define.js';
 import { runWithContext, type Actor } from '../../../src/kernel/context/request-context.js';
@@ -12,15 +14,31 @@ import { historyContract, type MessageView } from '../../../src/modules/history/
 import { historyModule } from '../../../src/modules/history/module.js';
 import { llmModule } from '../../../src/modules/llm/module.js';
 import { messagesModule } from '../../../src/modules/messages/module.js';
+import { searchModule } from '../../../src/modules/search/module.js';
 import { startTestApp, type TestApp } from '../../support/app.js';
+import { searchCatalogue } from '../search/support/search-app.js';
 
-export const chatCatalogue: readonly AnyModule[] = [configModule, healthModule, llmModule, chatsModule, historyModule, messagesModule];
+const conversationModules: readonly AnyModule[] = [configModule, healthModule, llmModule, chatsModule, historyModule, messagesModule];
+/** What a chat app hosts (AUTOBOT_MODULES) unless told otherwise. */
+export const CONVERSATION_MODULES = conversationModules.map((m) => m.contract.id).join(',');
+/** The modules a chat app knows: the conversation modules, and search, reached where it is hosted. */
+export const chatCatalogue: readonly AnyModule[] = [...conversationModules, searchModule];
+/** The conversation modules with search hosted too, and what it builds on (documents, embeddings, knowledge, …). */
+export function knowledgeChatCatalogue(): AnyModule[] {
+  const retrieval = searchCatalogue();
+  return [...retrieval, ...conversationModules.filter((m) => !retrieval.some((r) => r.contract.id === m.contract.id))];
+}
 
-export function startChatApp(redisUrl: string, ollamaUrl: string, opts: { env?: Record<string, string>; catalogue?: readonly AnyModule[] } = {}): Promise<TestApp> {
+export function startChatApp(
+  redisUrl: string,
+  ollamaUrl: string,
+  opts: { env?: Record<string, string>; catalogue?: readonly AnyModule[]; knowledge?: boolean } = {},
+): Promise<TestApp> {
+  const hosted: Record<string, string> = opts.knowledge || opts.catalogue ? {} : { AUTOBOT_MODULES: CONVERSATION_MODULES };
   return startTestApp({
     redisUrl,
-    catalogue: opts.catalogue ?? chatCatalogue,
-    env: { OLLAMA_URL: ollamaUrl, ...opts.env },
+    catalogue: opts.catalogue ?? (opts.knowledge ? knowledgeChatCatalogue() : chatCatalogue),
+    env: { OLLAMA_URL: ollamaUrl, ...hosted, ...opts.env },
     sagaLease: { lockDurationMs: 2000, stalledIntervalMs: 500 },
   });
 }
