@@ -4,7 +4,7 @@
 // when asked, as server-sent events; Stop cancels the model call wherever it runs.
 import { z } from 'zod';
 import { defineContract, operation, streamOperation } from '../../kernel/contract/index.js';
-import { finalStatus, messageView, usageView } from '../history/contract.js';
+import { finalStatus, messageView, toolCallView, usageView } from '../history/contract.js';
 import { retrievedSource } from '../search/contract.js';
 
 /** Hard ceiling of the wire schema; `messages.maxContentChars` (413 above it) is the real limit. */
@@ -70,6 +70,8 @@ export const generateOutcome = z.object({
   error: z.string().optional(),
   /** Deltas pushed (the last seq). */
   deltas: z.number().int(),
+  /** The tools the model called while answering, with their status and result (the tool loop). */
+  toolCalls: z.array(toolCallView).max(100).optional(),
 });
 export type GenerateOutcome = z.infer<typeof generateOutcome>;
 
@@ -85,6 +87,9 @@ export const messagesSettings = z.object({
   progressSaveMs: z.number().int().min(50).max(500).default(500).describe('The text of a streaming answer is saved at least this often'),
   titleMaxChars: z.number().int().min(10).max(200).default(60).describe('Longest generated chat title'),
   titleTimeoutMs: z.number().int().min(1000).max(300_000).default(20_000).describe('How long to wait for the model to name a new chat before using the start of its first message'),
+  toolsEnabled: z.boolean().default(true).describe('Offer tools (run_command, fetch_page, search_knowledge, read_file) to models whose capabilities include tools'),
+  maxToolRounds: z.number().int().min(0).max(20).default(5).describe('Rounds of tool calls per answer; past them the model is asked once more, without tools, to answer'),
+  toolResultMaxChars: z.number().int().min(500).max(200_000).default(16_000).describe('Longest tool result given back to the model and kept on the message (the rest is cut)'),
 });
 export type MessagesSettings = z.output<typeof messagesSettings>;
 

@@ -13,8 +13,10 @@ import type { Realtime } from '../../kernel/realtime/realtime.js';
 import { chatsContract, type ChatView } from '../chats/contract.js';
 import { configContract } from '../config/contract.js';
 import { historyContract, type MessageView } from '../history/contract.js';
+import { browserContract } from '../browser/contract.js';
 import { llmContract } from '../llm/contract.js';
 import { searchContract } from '../search/contract.js';
+import { terminalContract } from '../terminal/contract.js';
 import { CHAT_TURN_SAGA } from './chat-turn-saga.js';
 import { cleanContent } from './content.js';
 import { messagesContract, messagesSettings, type GenerateInput, type GenerateOutcome, type RetrieveOutcome, type TurnInput } from './contract.js';
@@ -24,6 +26,10 @@ import { buildPrompt, estimateTokens, withSources } from './prompt.js';
 import { cleanTitle, TITLE_INSTRUCTION, titleFromMessage } from './title.js';
 import { TurnChannels } from './turn-channels.js';
 import { TurnStore, turnChannel } from './turn-store.js';
+import { ApprovalWaits } from './approval-waits.js';
+import { ToolJournal } from './tool-journal.js';
+import { AnswerState, ToolLoop } from './tool-loop.js';
+import { ToolRunner } from './tools.js';
 
 type UserActor = Extract<Actor, { type: 'user' }>;
 type SendInput = { chatId: string; content: string; clientMessageId?: string };
@@ -43,7 +49,8 @@ const INTERRUPTED = 'interrupted: the process writing this answer stopped before
 @injectable()
 export class MessagesService implements Handlers<typeof messagesContract> {
   readonly settings: SettingsHolder<typeof messagesSettings>;
-  private readonly contextLengths = new Map<string, { value: number; at: number }>();
+  private readonly tools: ToolRunner;
+  private readonly contextLengths = new Map<string, { contextLength: number; capabilities: string[]; at: number }>();
 
   constructor(
     @inject(TurnStore) private readonly store: TurnStore,
@@ -56,8 +63,13 @@ export class MessagesService implements Handlers<typeof messagesContract> {
     @inject(llmContract.token) private readonly llm: Port<typeof llmContract>,
     @inject(searchContract.token) private readonly search: Port<typeof searchContract>,
     @inject(configContract.token) config: Port<typeof configContract>,
+    @inject(ToolJournal) private readonly journal: ToolJournal,
+    @inject(ApprovalWaits) waits: ApprovalWaits,
+    @inject(terminalContract.token) terminal: Port<typeof terminalContract>,
+    @inject(browserContract.token) browser: Port<typeof browserContract>,
   ) {
     this.settings = new SettingsHolder(messagesSettings, async () => (await config.getModuleSettings({ module: messagesContract.id })).settings, logger);
+    this.tools = new ToolRunner({ terminal, browser, search: this.search }, waits);
   }
 
   // ---- starting and following turns -------------------------------------------------------------
@@ -284,31 +296,31 @@ export class MessagesService implements Handlers<typeof messagesContract> {
       return { status: m.status, content: m.content, ...(m.model ? { model: m.model } : {}), ...(m.usage ? { usage: m.usage } : {}), ...(m.error ? { error: m.error } : {}), deltas: 0 };
     }
     const claim = await this.store.claimGeneration(key);
-    if (claim === 'started') {
+    // A tool loop that got as far as asking for tools resumes from its journal (tool-loop.ts): a
+    // command it ran must not run again, nor its result be lost. Plain text is never asked for twice.
+    const resumable = claim === 'started' && (await this.journal.rounds(key)).length > 0;
+    if (claim === 'started' && !resumable) {
       // An earlier call under this key began generating and its process died: the model is not asked
       // twice (the reply would repeat); the answer ends with the text saved so far.
       const outcome: GenerateOutcome = { status: 'failed', content: m.content, error: INTERRUPTED, deltas: 0 };
       await this.store.saveGeneration(key, outcome);
       return outcome;
     }
-    if (claim !== 'fresh') return claim;
-    const outcome = await this.run(turn, call.signal);
+    if (claim !== 'fresh' && claim !== 'started') return claim;
+    const outcome = await this.run(turn, call.signal, key);
     await this.store.saveGeneration(key, outcome);
     return outcome;
   }
 
-  private async run(turn: GenerateInput, callSignal: AbortSignal): Promise<GenerateOutcome> {
+  private async run(turn: GenerateInput, callSignal: AbortSignal, key: string): Promise<GenerateOutcome> {
     const s = this.settings.current();
     const ac = new AbortController();
     const untrack = this.channels.track(turn.turnId, ac);
     const onDeadline = () => ac.abort(new Error('deadline'));
     callSignal.addEventListener('abort', onDeadline, { once: true });
     const started = Date.now();
-    let text = '';
-    let seq = 0;
-    let firstAt: number | undefined;
-    let model: string | undefined;
-    let usage: GenerateOutcome['usage'];
+    // The answer as it grows, over every round of the tool loop.
+    const answer = new AnswerState();
     const saver = new ProgressSaver(
       (t) => this.history.saveProgress({ id: turn.assistantMessageId, content: t }),
       s.progressSaveMs,
@@ -316,46 +328,51 @@ export class MessagesService implements Handlers<typeof messagesContract> {
     );
     const measured = () => ({
       promptTokens: 0,
-      completionTokens: seq,
-      timeToFirstTokenMs: firstAt === undefined ? 0 : firstAt - started,
+      completionTokens: answer.seq,
+      timeToFirstTokenMs: answer.firstAt === undefined ? 0 : answer.firstAt - started,
       durationMs: Date.now() - started,
     });
-    // Not returned in `finally`: a stream that ended needs no return(), and a stopped one was cancelled
-    // through the signal (which closes the request to the model wherever it runs).
-    let iterator: AsyncIterator<{ type: string; delta?: string; model?: string; usage?: GenerateOutcome['usage'] }> | undefined;
+    const ended = () => ({
+      content: answer.text,
+      deltas: answer.seq,
+      ...(answer.model ? { model: answer.model } : {}),
+      ...(answer.toolCalls.length ? { toolCalls: answer.toolCalls } : {}),
+    });
     try {
       if (await this.store.stopRequested(turn.turnId)) return { status: 'stopped', content: '', deltas: 0, usage: measured() };
       const chat = await this.chats.getChat({ id: turn.chatId });
       const prompt = await this.prompt(chat, turn);
       if (!prompt.messages) return { status: 'failed', content: '', error: prompt.error ?? 'no prompt', deltas: 0 };
-      const messages = prompt.messages;
+      // Tools only for models that say they take them (Ollama's /api/show capabilities).
+      const offerTools = s.toolsEnabled && (await this.describe(chat.model)).capabilities.includes('tools');
       this.status(turn, 'generating', 'generate');
-      // The whole consumption runs under the signal: the binding links it to the stream when the
-      // stream starts (at the first next()), so a Stop aborts the model call at once, even mid-wait.
-      await withContext({ signal: ac.signal }, async () => {
-        const stream = this.llm.generate({ ...(chat.model ? { model: chat.model } : {}), messages });
-        iterator = stream[Symbol.asyncIterator]() as typeof iterator;
-        for (;;) {
-          const next = await iterator!.next();
-          if (next.done) break;
-          const chunk = next.value;
-          if (chunk.type === 'delta' && chunk.delta) {
-            firstAt ??= Date.now();
-            text += chunk.delta;
-            seq += 1;
-            this.emit(turn, 'message:delta', { chatId: turn.chatId, messageId: turn.assistantMessageId, turnId: turn.turnId, seq, delta: chunk.delta });
-            saver.update(text);
-          } else if (chunk.type === 'done') {
-            model = chunk.model;
-            usage = chunk.usage;
-          }
-        }
-      });
+      const loop = new ToolLoop(
+        {
+          llm: this.llm,
+          runner: this.tools,
+          journal: this.journal,
+          settings: s,
+          turn,
+          stepKey: key,
+          signal: ac.signal,
+          onDelta: (delta) => {
+            this.emit(turn, 'message:delta', { chatId: turn.chatId, messageId: turn.assistantMessageId, turnId: turn.turnId, seq: answer.seq, delta });
+            saver.update(answer.text);
+          },
+          emit: (event, data) => this.emit(turn, event, data),
+        },
+        answer,
+      );
+      // The whole loop runs under the signal: the binding links it to each stream when the stream
+      // starts (at the first next()), and to each tool call, so a Stop aborts the model call or the
+      // tool at once, even mid-wait (an approval wait included).
+      await withContext({ signal: ac.signal }, () => loop.run(chat.model, prompt.messages!, offerTools));
       if (ac.signal.aborted) throw ac.signal.reason;
-      return { status: 'complete', content: text, ...(model ? { model } : {}), usage: usage ?? measured(), deltas: seq };
+      const usage = answer.usage ? { ...answer.usage, ...(answer.rounds > 1 ? { durationMs: Date.now() - started } : {}) } : measured();
+      return { status: 'complete', ...ended(), usage };
     } catch (err) {
       const reason = ac.signal.aborted ? (ac.signal.reason as Error | undefined)?.message : undefined;
-      const base = { content: text, deltas: seq, usage: measured(), ...(model ? { model } : {}) };
+      const base = { ...ended(), usage: measured() };
       if (reason === 'stopped') return { ...base, status: 'stopped' };
       if (reason === 'deadline') return { ...base, status: 'failed', error: 'the answer took longer than allowed' };
       if (reason === 'shutting down') return { ...base, status: 'failed', error: INTERRUPTED };
@@ -370,13 +387,20 @@ export class MessagesService implements Handlers<typeof messagesContract> {
   }
 
   private async contextLength(model: string | null): Promise<number> {
+    return (await this.describe(model)).contextLength;
+  }
+
+  /** The model's context window and capabilities (/api/show), cached for a few minutes. */
+  private async describe(model: string | null): Promise<{ contextLength: number; capabilities: string[] }> {
     const key = model ?? '';
     const hit = this.contextLengths.get(key);
-    if (hit && Date.now() - hit.at < CONTEXT_CACHE_MS) return hit.value;
+    if (hit && Date.now() - hit.at < CONTEXT_CACHE_MS) return hit;
     const d = await this.llm.describeModel(model ? { model } : {});
-    this.contextLengths.set(key, { value: d.contextLength, at: Date.now() });
-    return d.contextLength;
+    const entry = { contextLength: d.contextLength, capabilities: d.capabilities, at: Date.now() };
+    this.contextLengths.set(key, entry);
+    return entry;
   }
+
 
   private async prompt(chat: ChatView, turn: GenerateInput): Promise<{ messages?: { role: 'system' | 'user' | 'assistant'; content: string }[]; error?: string }> {
     const s = this.settings.current();
@@ -418,6 +442,7 @@ export class MessagesService implements Handlers<typeof messagesContract> {
       ...(outcome.model ? { model: outcome.model } : {}),
       ...(outcome.usage ? { usage: outcome.usage } : {}),
       ...(outcome.error ? { error: outcome.error } : {}),
+      ...(outcome.toolCalls?.length ? { toolCalls: outcome.toolCalls } : {}),
       ...(citations ? { citations } : {}),
       ...(warnings.length ? { warnings } : {}),
     });

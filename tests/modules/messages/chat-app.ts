@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { Port } from '../../../src/kernel/contract/define.js';
 import { runWithContext, type Actor } from '../../../src/kernel/context/request-context.js';
 import type { AnyModule } from '../../../src/kernel/module/define-module.js';
+import { browserModule } from '../../../src/modules/browser/module.js';
 import { chatsModule } from '../../../src/modules/chats/module.js';
 import { configModule } from '../../../src/modules/config/module.js';
 import { healthModule } from '../../../src/modules/health/module.js';
@@ -14,11 +15,14 @@ import { historyContract, type MessageView } from '../../../src/modules/history/
 import { historyModule } from '../../../src/modules/history/module.js';
 import { llmModule } from '../../../src/modules/llm/module.js';
 import { messagesModule } from '../../../src/modules/messages/module.js';
+import { terminalModule } from '../../../src/modules/terminal/module.js';
 import { searchModule } from '../../../src/modules/search/module.js';
 import { startTestApp, type TestApp } from '../../support/app.js';
 import { searchCatalogue } from '../search/support/search-app.js';
 
-const conversationModules: readonly AnyModule[] = [configModule, healthModule, llmModule, chatsModule, historyModule, messagesModule];
+// terminal and browser: the chat's tools (run_command, read_file, fetch_page); browser starts Chromium
+// only when a page is read.
+const conversationModules: readonly AnyModule[] = [configModule, healthModule, llmModule, chatsModule, historyModule, messagesModule, terminalModule, browserModule];
 /** What a chat app hosts (AUTOBOT_MODULES) unless told otherwise. */
 export const CONVERSATION_MODULES = conversationModules.map((m) => m.contract.id).join(',');
 /** The modules a chat app knows: the conversation modules, and search, reached where it is hosted. */
