@@ -11,8 +11,8 @@ import { startTestRedis, type TestRedis } from './redis.js';
 import { ADMIN_TOKEN, bearer } from './test-auth.js';
 
 export interface LiftedProcesses {
-  /** Starts `script` hosting `modules` (comma-separated). */
-  start(modules: string): Promise<ChildApp>;
+  /** Starts `script` hosting `modules` (comma-separated), with `env` besides (e.g. OLLAMA_URL). */
+  start(modules: string, env?: Record<string, string>): Promise<ChildApp>;
   /** Waits until `front`'s instance registry lists every one of `others`. */
   waitUntilSeen(front: ChildApp, others: ChildApp[], timeoutMs?: number): Promise<void>;
 }
@@ -31,12 +31,12 @@ export function liftedProcesses(script: string): LiftedProcesses {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
   return {
-    async start(modules) {
+    async start(modules, env = {}) {
       if (!redis) throw new Error('start() runs inside a test, after beforeAll');
       const dir = mkdtempSync(path.join(tmpdir(), 'abl-'));
       dirs.push(dir);
       const app = await spawnApp(
-        { REDIS_URL: redis.url, AUTOBOT_DATA_DIR: dir, PORT: '0', AUTOBOT_INTERNAL_TOKEN: INTERNAL_TOKEN, AUTOBOT_MODULES: modules, AUTOBOT_HEARTBEAT_MS: '200' },
+        { REDIS_URL: redis.url, AUTOBOT_DATA_DIR: dir, PORT: '0', AUTOBOT_INTERNAL_TOKEN: INTERNAL_TOKEN, AUTOBOT_MODULES: modules, AUTOBOT_HEARTBEAT_MS: '200', ...env },
         { script, timeoutMs: 40_000 },
       );
       children.push(app);
