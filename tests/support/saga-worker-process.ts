@@ -21,7 +21,7 @@ export interface SagaWorkerProcess {
 
 const live = new Set<ChildProcess>();
 
-export function spawnSagaWorker(env: { redisUrl: string; hangOnStep?: string; lockMs?: number; stalledMs?: number }): SagaWorkerProcess {
+export function spawnSagaWorker(env: { redisUrl: string; hangOnStep?: string; lockMs?: number; stalledMs?: number; start?: { id: string; input: unknown } }): SagaWorkerProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', script], {
     cwd: repoRoot,
     env: {
@@ -30,6 +30,7 @@ export function spawnSagaWorker(env: { redisUrl: string; hangOnStep?: string; lo
       SAGA_LOCK_MS: String(env.lockMs ?? 1000),
       SAGA_STALLED_MS: String(env.stalledMs ?? 500),
       ...(env.hangOnStep ? { SAGA_HANG_ON_STEP: env.hangOnStep } : {}),
+      ...(env.start ? { SAGA_START: JSON.stringify(env.start) } : {}),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

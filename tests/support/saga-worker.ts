@@ -4,7 +4,9 @@
 //   SAGA_HANG_ON_STEP      optional step name: after that step's ledger effect is applied, print
 //                          `hanging <idempotencyKey>` on stdout and never answer (the parent then kills us)
 //   SAGA_LOCK_MS, SAGA_STALLED_MS   lease knobs
-// Protocol on stdout, one line each: `ready`, `hanging <key>`. Logs go to stderr.
+//   SAGA_START             optional JSON {id, input}: once ready, this process starts that transfer
+//                          itself (so it drives it in process, the saga fast path)
+// Protocol on stdout, one line each: `ready`, `started <id>`, `hanging <key>`. Logs go to stderr.
 import { pino } from 'pino';
 import { redisTargetFromUrl, RedisConnections } from '../../src/kernel/redis/redis-connections.js';
 import { SagaOrchestrator } from '../../src/kernel/sagas/saga-orchestrator.js';
@@ -36,6 +38,11 @@ const orchestrator = new SagaOrchestrator({
 orchestrator.register(transferSaga);
 await orchestrator.startWorker();
 process.stdout.write('ready\n');
+if (process.env.SAGA_START) {
+  const { id, input } = JSON.parse(process.env.SAGA_START) as { id: string; input: unknown };
+  await orchestrator.start('test.transfer', input, { id });
+  process.stdout.write(`started ${id}\n`);
+}
 
 process.once('SIGTERM', () => {
   void orchestrator

@@ -225,7 +225,8 @@ export class Runtime {
       this.startedOrder.push(h);
       this.logger.debug({ module: def.contract.id }, 'module started');
     }
-    await this.sagas.startWorker();
+    // Saga workers only where the module declaring the saga is hosted: its steps are that module's operations.
+    await this.sagas.startWorker(hosted.flatMap((m) => m.sagas.map((saga) => saga.type)));
     this.ready = true;
   }
 

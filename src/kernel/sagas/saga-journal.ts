@@ -9,17 +9,24 @@
 // removes them on time; prune() then takes their ids out of the indexes.
 // Every write that belongs together (a step outcome and the saga's status, a status and its index
 // entries) goes through one Lua script, so Redis applies it all or nothing. The script is also a fence:
-// a write made on behalf of a BullMQ job only lands while that job's lock still holds the writer's
+//   saga-lease:<id>      the lease: the token of the process driving the saga, with a TTL it renews
+// a write made by the process driving a saga only lands while the saga's lease still holds the writer's
 // token, so a process that lost its lease (a long GC pause, a partition) cannot overwrite the journal
-// of a saga that another process has since resumed.
+// of a saga that another process has since resumed. A status change moves the saga between the
+// indexes inside the same script, and a terminal one gives the lease up with it.
 import type { Redis } from 'ioredis';
 import type { Actor } from '../context/request-context.js';
 import { sagaStatuses, type SagaFailure, type SagaRecord, type SagaStatus, type SagaStepRecord } from './saga-record.js';
 
-/** The BullMQ job lock a writer must hold (key relative to the kernel prefix) and its token. */
+/** The lease a writer must hold (key relative to the kernel prefix) and its token. */
 export interface SagaLease {
   key: string;
   token: string;
+}
+
+/** The lease key of a saga (relative to the kernel prefix). */
+export function leaseKey(id: string): string {
+  return `saga-lease:${id}`;
 }
 
 export class LeaseLostError extends Error {
@@ -49,23 +56,43 @@ export interface SagaChange {
 
 // KEYS[1] lease key (unused when ARGV[1] is ''), KEYS[2] saga record, KEYS[3..] keys the ops name.
 // ARGV[1] lease token or '', ARGV[2] 'create' (only when the record is absent) or 'update' (only when
-// present), ARGV[3] JSON list of [command, keyIndex, ...string args].
+// present), ARGV[3] JSON list of [command, keyIndex, ...string args], ARGV[4] the saga id.
+// Two ops are the script's own: ['#SEQ', counterKeyIndex] takes the next creation sequence number,
+// which later args '#seq' stand for; ['#MOVE', fromIndex, toIndex, allIndex] moves the saga from one
+// status index to another with the score it has in the `all` index.
 const JOURNAL_WRITE = `
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local exists = redis.call('EXISTS', KEYS[2])
 if ARGV[2] == 'create' and exists == 1 then return -1 end
 if ARGV[2] == 'update' and exists == 0 then return -2 end
+local seq = nil
 for _, op in ipairs(cjson.decode(ARGV[3])) do
-  redis.call(op[1], KEYS[op[2]], unpack(op, 3))
+  if op[1] == '#SEQ' then
+    seq = tostring(redis.call('INCR', KEYS[op[2]]))
+  elseif op[1] == '#MOVE' then
+    local score = redis.call('ZSCORE', KEYS[op[4]], ARGV[4]) or '0'
+    redis.call('ZREM', KEYS[op[2]], ARGV[4])
+    redis.call('ZADD', KEYS[op[3]], score, ARGV[4])
+  else
+    for i = 3, #op do if op[i] == '#seq' then op[i] = seq end end
+    redis.call(op[1], KEYS[op[2]], unpack(op, 3))
+  end
 end
 return 1
 `;
 
-type Op = [command: string, keyIndex: number, ...args: string[]];
+// KEYS[1] lease. ARGV[1] token, ARGV[2] ms. Renews our own lease; 0 when it is gone or another's.
+const LEASE_RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
+// KEYS[1] lease. ARGV[1] token. Gives our own lease up.
+const LEASE_RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+type Op = [command: string, keyIndex: number, ...args: (string | number)[]];
 
 interface JournalRedis extends Redis {
   sagaJournalWrite(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
   sagaJournalPrune(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
+  sagaLeaseRenew(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
+  sagaLeaseRelease(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
 }
 
 const PAGE_MAX = 200;
@@ -101,6 +128,8 @@ export class SagaJournal {
   ) {
     redis.defineCommand('sagaJournalWrite', { lua: JOURNAL_WRITE });
     redis.defineCommand('sagaJournalPrune', { lua: PRUNE_ONE });
+    redis.defineCommand('sagaLeaseRenew', { lua: LEASE_RENEW });
+    redis.defineCommand('sagaLeaseRelease', { lua: LEASE_RELEASE });
     // defineCommand adds the method at run time; this cast only names it for the type checker.
     this.redis = redis as JournalRedis;
   }
@@ -115,13 +144,17 @@ export class SagaJournal {
     return `saga-index:${which}`;
   }
 
-  /** Writes a new saga; false when a saga with this id exists already (nothing is written then). */
-  async create(saga: NewSaga): Promise<boolean> {
-    const seq = String(await this.redis.incr('saga-index:seq'));
+  /**
+   * Writes a new saga; false when a saga with this id exists already (nothing is written then). With
+   * `lease`, the writer takes the new saga's lease in the same script (the process that starts a saga
+   * drives it at once), valid for `lease.ttlMs`.
+   */
+  async create(saga: NewSaga, lease?: SagaLease & { ttlMs: number }): Promise<boolean> {
     const keys = [
       SagaJournal.stepsKey(saga.id),
       SagaJournal.indexKey('all'),
       SagaJournal.indexKey('running'),
+      'saga-index:seq',
     ];
     const fields: Record<string, string> = {
       id: saga.id,
@@ -132,18 +165,43 @@ export class SagaJournal {
       requestId: saga.requestId,
       createdAt: saga.now,
       updatedAt: saga.now,
-      seq,
+      seq: '#seq',
       stepNames: JSON.stringify(saga.steps.map((s) => s.name)),
       ...(saga.actor ? { actor: JSON.stringify(saga.actor) } : {}),
     };
     const ops: Op[] = [
+      ['#SEQ', 6],
       ['HSET', 2, ...Object.entries(fields).flat()],
-      ['ZADD', 4, seq, saga.id],
-      ['ZADD', 5, seq, saga.id],
+      ['ZADD', 4, '#seq', saga.id],
+      ['ZADD', 5, '#seq', saga.id],
     ];
     if (saga.steps.length) ops.push(['HSET', 3, ...saga.steps.flatMap((s) => [s.name, JSON.stringify(s)])]);
+    if (lease) {
+      keys.push(lease.key);
+      ops.push(['SET', 7, lease.token, 'PX', String(lease.ttlMs)]);
+    }
     const r = await this.run(undefined, saga.id, 'create', keys, ops);
     return r === 1;
+  }
+
+  /** Takes a saga's lease for `ttlMs`; without it, how long the holder's lease still lasts (ms). */
+  async acquireLease(lease: SagaLease, ttlMs: number): Promise<{ acquired: true } | { acquired: false; remainingMs: number }> {
+    const replies = (await this.redis.multi().set(lease.key, lease.token, 'PX', ttlMs, 'NX').pttl(lease.key).exec()) ?? [];
+    const [set, ttl] = replies.map(([err, value]) => {
+      if (err) throw err;
+      return value;
+    });
+    return set === 'OK' ? { acquired: true } : { acquired: false, remainingMs: Math.max(0, Number(ttl)) };
+  }
+
+  /** Renews leases this process holds (one pipeline); answers those that were lost. */
+  async renewLeases(leases: SagaLease[], ttlMs: number): Promise<SagaLease[]> {
+    const replies = await Promise.all(leases.map((l) => this.redis.sagaLeaseRenew(1, l.key, l.token, String(ttlMs))));
+    return leases.filter((_, i) => replies[i] !== 1);
+  }
+
+  async releaseLease(lease: SagaLease): Promise<void> {
+    await this.redis.sagaLeaseRelease(1, lease.key, lease.token);
   }
 
   async load(id: string): Promise<SagaRecord | undefined> {
@@ -166,15 +224,16 @@ export class SagaJournal {
     const ops: Op[] = [['HSET', 2, ...fields]];
     if (change.steps?.length) ops.push(['HSET', 3, ...change.steps.flatMap((s) => [s.name, JSON.stringify(s)])]);
     if (change.status && change.status.from !== change.status.to) {
-      keys.push(SagaJournal.indexKey(change.status.from), SagaJournal.indexKey(change.status.to));
+      keys.push(SagaJournal.indexKey(change.status.from), SagaJournal.indexKey(change.status.to), SagaJournal.indexKey('all'));
       // The score (creation order) is copied from the `all` index so every index sorts alike.
-      const seq = await this.redis.zscore(SagaJournal.indexKey('all'), id);
-      ops.push(['ZREM', 4, id], ['ZADD', 5, seq ?? '0', id]);
+      ops.push(['#MOVE', 4, 5, 6]);
       const keepMs = this.keepMs(change.status.to);
       if (keepMs !== undefined) {
         // Finished: the journal expires with the status write itself, so no finished saga stays forever.
         keys.push(EXPIRY_INDEX);
-        ops.push(['PEXPIRE', 2, String(keepMs)], ['PEXPIRE', 3, String(keepMs)], ['ZADD', 6, String(Date.parse(now) + keepMs), id]);
+        ops.push(['PEXPIRE', 2, String(keepMs)], ['PEXPIRE', 3, String(keepMs)], ['ZADD', 7, String(Date.parse(now) + keepMs), id]);
+        // Nothing is left to drive: the lease goes with the last write.
+        if (lease) ops.push(['DEL', 1]);
       }
     }
     const r = await this.run(lease, id, 'update', keys, ops);
@@ -249,7 +308,7 @@ export class SagaJournal {
     // Without a lease KEYS[1] is never read; the record key stands in so every key is a real one.
     const leaseKey = lease?.key ?? SagaJournal.recordKey(id);
     const keys = [leaseKey, SagaJournal.recordKey(id), ...extraKeys];
-    return this.redis.sagaJournalWrite(keys.length, ...keys, lease?.token ?? '', mode, JSON.stringify(ops));
+    return this.redis.sagaJournalWrite(keys.length, ...keys, lease?.token ?? '', mode, JSON.stringify(ops), id);
   }
 }
 

@@ -1,9 +1,17 @@
-// The durable saga orchestrator (ARCHITECTURE.md §6). `start` writes the journal and enqueues one
-// BullMQ job per saga (jobId = sagaId); whichever process runs a worker takes the job and holds its
-// lock (the lease) while it drives the saga. When that process dies its lock expires, BullMQ's stalled
-// check puts the job back, and another (or the restarted) process resumes the saga from its journal.
+// The durable saga orchestrator (ARCHITECTURE.md §6). Each saga type has its BullMQ queue, and only
+// processes hosting the module that declares the type run workers for it (`startWorker(types)`).
+//
+// Fast path: a process that hosts the type drives a saga it starts itself, at once, in process: the
+// journal record and the saga's lease (`saga-lease:<id>`, renewed while it runs) are written in one
+// script, and a recovery job (jobId = sagaId) is queued *delayed* by the lease duration. A saga that
+// ends in time removes its job; nobody else ever sees it. When the driving process dies, its lease
+// expires, the delayed job comes due, and a worker of any process hosting the type takes it and
+// resumes the saga from its journal. A worker that finds the lease still held (the driver is alive,
+// just slow) puts the job back to sleep for as long as the lease has left.
+// Slow path (the starting process does not host the type, or a recovery): the job is queued at once and
+// a worker takes the saga's lease before driving it. Journal writes are fenced by the lease either way.
 import { randomUUID } from 'node:crypto';
-import { Queue, Worker, WaitingError, type Job, type JobsOptions } from 'bullmq';
+import { DelayedError, Queue, Worker, WaitingError, type Job, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { currentContext, newRequestId } from '../context/request-context.js';
@@ -11,26 +19,26 @@ import { ContractError } from '../contract/errors.js';
 import { parseInput } from '../contract/validation.js';
 import type { RedisConnections } from '../redis/redis-connections.js';
 import type { AnySagaDefinition } from './saga-definition.js';
-import { DEFAULT_SAGA_RETENTION, LeaseLostError, SagaJournal, type SagaLease, type SagaRetention } from './saga-journal.js';
+import { DEFAULT_SAGA_RETENTION, LeaseLostError, leaseKey, SagaJournal, type SagaLease, type SagaRetention } from './saga-journal.js';
 import { isTerminal, sagaStatuses, type SagaRecord, type SagaStatus, type SagaStepRecord } from './saga-record.js';
-import { runSaga, type PortResolver } from './saga-runner.js';
+import { runSaga, type PortResolver, type RunOutcome, type SagaRunnerDeps } from './saga-runner.js';
 
 export type { PortResolver };
 
-/** BullMQ key prefix of the saga queue; the queue's keys are `kernel:sagas:run:*`, in the kernel database. */
+/** BullMQ key prefix of the saga queues; a type's queue keys are `kernel:sagas:<type>:*`, in the kernel database. */
 export const SAGA_QUEUE_PREFIX = 'kernel:sagas';
-export const SAGA_QUEUE_NAME = 'run';
-// The journal lives on the kernel connection, whose keys are relative to this prefix.
-const KERNEL_PREFIX = 'kernel:';
+/** The BullMQ queue of a saga type (saga types never contain ':', which BullMQ refuses). */
+export const sagaQueueName = (type: string): string => type;
 
 export interface SagaOrchestratorOptions {
   connections: RedisConnections;
   logger: Logger;
   resolvePort: PortResolver;
   /**
-   * How long a saga's lease lasts without renewal: the delay before a dead process's sagas resume.
-   * Default 5 s (renewed every 2.5 s while a step runs), so a chat turn whose process was killed ends
-   * within 10 s of a restart; only an event loop blocked for 5 s would lose a lease it still needs.
+   * How long a saga's lease (and a worker's BullMQ job lock) lasts without renewal: the delay before a
+   * dead process's sagas resume. Default 5 s (renewed every third of it while the saga runs), so a
+   * chat turn whose process was killed ends within 10 s of a restart; only an event loop blocked for
+   * 5 s would lose a lease it still needs.
    */
   lockDurationMs?: number;
   /** How often workers look for sagas whose lease expired. Default: half of lockDurationMs. */
@@ -79,10 +87,18 @@ export class SagaOrchestrator {
   private readonly concurrency: number;
   private readonly retryDelayMs: number;
   private queueConn: Redis | undefined;
-  private queue: Queue<SagaJobData> | undefined;
-  private workerConn: Redis | undefined;
-  private worker: Worker<SagaJobData> | undefined;
+  private readonly queues = new Map<string, Queue<SagaJobData>>();
+  private readonly workerConns: Redis[] = [];
+  private readonly workers: Worker<SagaJobData>[] = [];
+  /** The saga types this process runs workers for (and drives itself when it starts one). */
+  private readonly served = new Set<string>();
+  private workersStarted = false;
+  /** Leases this process holds, by saga id: renewed together, every third of the lease. */
+  private readonly leases = new Map<string, SagaLease>();
+  private renewer: NodeJS.Timeout | undefined;
   private readonly running = new Set<Promise<unknown>>();
+  /** Sagas driven here that stopped between calls at shutdown: made due at once once the workers closed. */
+  private readonly handBacks: { type: string; id: string; queued: boolean }[] = [];
   private readonly stopping = new AbortController();
   private closed: Promise<void> | undefined;
   private pruner: NodeJS.Timeout | undefined;
@@ -128,7 +144,7 @@ export class SagaOrchestrator {
       idempotencyKey: `${id}:${s.name}`,
       ...(s.compensate ? { compensation: { operation: s.compensate.operation, idempotencyKey: `${id}:${s.name}:compensate`, attempts: 0 } } : {}),
     }));
-    const created = await this.journal.create({
+    const saga = {
       id,
       type,
       // Stored as JSON, as every resumed run will read it.
@@ -137,9 +153,17 @@ export class SagaOrchestrator {
       ...(ctx?.actor ? { actor: ctx.actor } : {}),
       steps,
       now,
-    });
+    };
+    // Driven here when this process hosts the type's module; otherwise queued for a process that does.
+    const lease = this.served.has(type) ? { key: leaseKey(id), token: randomUUID() } : undefined;
+    const created = await this.journal.create(saga, lease && { ...lease, ttlMs: this.lockDurationMs });
     if (created) {
-      await this.enqueue(id);
+      if (lease) {
+        const { now: at, ...rest } = saga;
+        this.drive({ ...rest, status: 'running', currentStep: null, createdAt: at, updatedAt: at, steps: steps.map((s) => ({ ...s })) }, lease);
+      } else {
+        await this.enqueue(type, id);
+      }
       this.logger.info({ sagaId: id, sagaType: type }, 'saga started');
       return id;
     }
@@ -148,8 +172,13 @@ export class SagaOrchestrator {
       throw new ContractError('conflict', `saga ${id} exists with type "${existing.type}"`);
     }
     // A process may have died between writing the record and enqueueing: make sure the job is there.
-    if (existing && !isTerminal(existing.status)) await this.ensureJob(id);
+    if (existing && !isTerminal(existing.status)) await this.ensureJob(type, id);
     return id;
+  }
+
+  /** The saga types this process runs workers for (empty before startWorker). */
+  servedTypes(): string[] {
+    return [...this.served];
   }
 
   get(id: string): Promise<SagaRecord | undefined> {
@@ -176,28 +205,41 @@ export class SagaOrchestrator {
     });
   }
 
-  /** This process takes part in running sagas, its own and those of processes that died. */
-  async startWorker(): Promise<void> {
-    if (this.worker) return;
+  /**
+   * This process takes part in running sagas of `types` (default: every registered type), its own and
+   * those of processes that died: pass the types declared by the modules this process hosts, since a
+   * saga's steps are its module's operations. No types, no worker.
+   */
+  async startWorker(types?: readonly string[]): Promise<void> {
+    if (this.workersStarted) return;
     if (this.closed) throw new Error('the saga orchestrator is closed');
-    this.workerConn = this.opts.connections.blocking('sagas-worker');
-    const worker = new Worker<SagaJobData>(SAGA_QUEUE_NAME, (job, token) => this.process(job, token), {
-      connection: this.workerConn,
-      prefix: SAGA_QUEUE_PREFIX,
-      concurrency: this.concurrency,
-      lockDuration: this.lockDurationMs,
-      stalledInterval: this.stalledIntervalMs,
-      // A saga must never fail for stalling: each stall is a process that died, and the journal makes
-      // resuming safe however often that happens.
-      maxStalledCount: 1_000_000,
-    });
-    worker.on('error', (err) => this.logger.error({ err }, 'saga worker error'));
-    // Step failures never fail the job (the runner journals and compensates them); a failed job means
-    // Redis or the process was in trouble. BullMQ retries it while attempts remain, and the next
-    // worker start re-enqueues any unfinished saga whose job gave up.
-    worker.on('failed', (job, err) => this.logger.error({ err, sagaId: job?.id, attempts: job?.attemptsMade }, 'saga job failed'));
-    this.worker = worker;
-    await worker.waitUntilReady();
+    this.workersStarted = true;
+    for (const type of types ?? [...this.defs.keys()]) {
+      if (!this.defs.has(type)) throw new Error(`saga type "${type}" is not registered`);
+      this.served.add(type);
+    }
+    for (const type of this.served) {
+      const conn = this.opts.connections.blocking(`sagas-worker:${type}`);
+      this.workerConns.push(conn);
+      const worker = new Worker<SagaJobData>(sagaQueueName(type), (job, token) => this.process(job, token), {
+        connection: conn,
+        prefix: SAGA_QUEUE_PREFIX,
+        concurrency: this.concurrency,
+        lockDuration: this.lockDurationMs,
+        stalledInterval: this.stalledIntervalMs,
+        // A saga must never fail for stalling: each stall is a process that died, and the journal makes
+        // resuming safe however often that happens.
+        maxStalledCount: 1_000_000,
+      });
+      worker.on('error', (err) => this.logger.error({ err, sagaType: type }, 'saga worker error'));
+      // Step failures never fail the job (the runner journals and compensates them); a failed job means
+      // Redis or the process was in trouble. BullMQ retries it while attempts remain, and the next
+      // worker start re-enqueues any unfinished saga whose job gave up.
+      worker.on('failed', (job, err) => this.logger.error({ err, sagaId: job?.id, attempts: job?.attemptsMade }, 'saga job failed'));
+      this.workers.push(worker);
+      await worker.waitUntilReady();
+    }
+    if (!this.served.size) return;
     await this.sweep();
     // Every worker prunes: pruning is idempotent, and the indexes stay bounded while any process runs.
     this.pruner = setInterval(() => void this.prune(), this.opts.pruneIntervalMs ?? 60_000);
@@ -230,30 +272,33 @@ export class SagaOrchestrator {
   private async shutdown(deadlineMs: number): Promise<void> {
     this.stopping.abort();
     clearInterval(this.pruner);
-    if (this.worker) {
-      await this.worker.pause(true).catch((err: unknown) => this.logger.warn({ err }, 'saga worker pause failed'));
+    await Promise.all(this.workers.map((w) => w.pause(true).catch((err: unknown) => this.logger.warn({ err }, 'saga worker pause failed'))));
+    if (this.running.size) {
       let timer: NodeJS.Timeout | undefined;
       const idle = Promise.allSettled([...this.running]).then(() => true);
       const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadlineMs))));
       const finished = await Promise.race([idle, late]);
       clearTimeout(timer);
       if (!finished) this.logger.warn({ sagas: this.running.size }, 'sagas still inside a call at shutdown; they resume elsewhere once their lease expires');
-      // Force: the waiting was done above; BullMQ need not wait for jobs again.
-      await this.worker.close(true).catch((err: unknown) => this.logger.warn({ err }, 'saga worker close failed'));
     }
-    await this.queue?.close().catch((err: unknown) => this.logger.warn({ err }, 'saga queue close failed'));
-    await Promise.all(
-      [this.workerConn, this.queueConn, this.kernelRedis].map((c) => c?.quit().catch(() => c.disconnect())),
-    );
+    // Leases of sagas still inside a call are no longer renewed: they expire and the sagas resume elsewhere.
+    clearInterval(this.renewer);
+    // Force: the waiting was done above; BullMQ need not wait for jobs again.
+    await Promise.all(this.workers.map((w) => w.close(true).catch((err: unknown) => this.logger.warn({ err }, 'saga worker close failed'))));
+    await Promise.all(this.handBacks.map((b) => this.handBack(b.type, b.id, b.queued)));
+    await Promise.all([...this.queues.values()].map((q) => q.close().catch((err: unknown) => this.logger.warn({ err }, 'saga queue close failed'))));
+    await Promise.all([...this.workerConns, this.queueConn, this.kernelRedis].map((c) => c?.quit().catch(() => c.disconnect())));
   }
 
-  private getQueue(): Queue<SagaJobData> {
-    if (!this.queue) {
-      this.queueConn = this.opts.connections.blocking('sagas-queue');
-      this.queue = new Queue<SagaJobData>(SAGA_QUEUE_NAME, { connection: this.queueConn, prefix: SAGA_QUEUE_PREFIX });
-      this.queue.on('error', (err) => this.logger.error({ err }, 'saga queue error'));
+  private getQueue(type: string): Queue<SagaJobData> {
+    let queue = this.queues.get(type);
+    if (!queue) {
+      this.queueConn ??= this.opts.connections.blocking('sagas-queue');
+      queue = new Queue<SagaJobData>(sagaQueueName(type), { connection: this.queueConn, prefix: SAGA_QUEUE_PREFIX });
+      queue.on('error', (err) => this.logger.error({ err, sagaType: type }, 'saga queue error'));
+      this.queues.set(type, queue);
     }
-    return this.queue;
+    return queue;
   }
 
   private jobOptions(id: string): JobsOptions {
@@ -268,31 +313,37 @@ export class SagaOrchestrator {
     };
   }
 
-  private async enqueue(id: string): Promise<void> {
+  /** `delayMs`: the recovery job of a saga driven here, due when its lease would have expired. */
+  private async enqueue(type: string, id: string, delayMs?: number): Promise<void> {
     // Adding an existing jobId is a no-op in BullMQ, which makes this safe to repeat.
-    await this.getQueue().add('saga', { sagaId: id }, this.jobOptions(id));
+    await this.getQueue(type).add('saga', { sagaId: id }, { ...this.jobOptions(id), ...(delayMs ? { delay: delayMs } : {}) });
   }
 
   /** Makes sure an unfinished saga has a job that will run it. */
-  private async ensureJob(id: string): Promise<void> {
-    const queue = this.getQueue();
+  private async ensureJob(type: string, id: string): Promise<void> {
+    const queue = this.getQueue(type);
     const state = await queue.getJobState(id);
     if (state === 'unknown' || state === 'completed') {
       if (state === 'completed') await queue.remove(id);
-      await this.enqueue(id);
+      await this.enqueue(type, id);
     } else if (state === 'failed') {
       // Its retries ran out while Redis or the process was in trouble; the saga is still unfinished.
       await (await queue.getJob(id))?.retry('failed');
     }
   }
 
-  /** Gives every unfinished saga a job: covers a process that died between the journal write and the enqueue. */
+  /**
+   * Gives every unfinished saga of the types served here a job: covers a process that died between the
+   * journal write and the enqueue (or before its recovery job was queued).
+   */
   private async sweep(): Promise<void> {
     let count = 0;
     for (const status of ['running', 'compensating'] as const) {
       for await (const id of this.journal.idsIn(status)) {
         try {
-          await this.ensureJob(id);
+          const rec = await this.journal.load(id);
+          if (!rec || isTerminal(rec.status) || !this.served.has(rec.type)) continue;
+          await this.ensureJob(rec.type, id);
           count += 1;
         } catch (err) {
           this.logger.warn({ err, sagaId: id }, 'could not re-enqueue an unfinished saga');
@@ -302,36 +353,116 @@ export class SagaOrchestrator {
     if (count) this.logger.info({ sagas: count }, 'unfinished sagas checked for a job');
   }
 
-  private leaseOf(id: string, token: string | undefined): SagaLease | undefined {
-    if (!token) return undefined;
-    // BullMQ keeps a job's lock at `<prefix>:<queue>:<jobId>:lock`; the journal script checks it.
-    const full = `${SAGA_QUEUE_PREFIX}:${SAGA_QUEUE_NAME}:${id}:lock`;
-    return { key: full.slice(KERNEL_PREFIX.length), token };
+  private runnerDeps(): SagaRunnerDeps {
+    return {
+      journal: this.journal,
+      definitionOf: (type) => this.defs.get(type),
+      resolvePort: this.opts.resolvePort,
+      logger: this.logger,
+      retryDelayMs: this.retryDelayMs,
+    };
+  }
+
+  /** Holds `lease` until release: renewed with every other lease this process holds. */
+  private hold(id: string, lease: SagaLease): () => void {
+    this.leases.set(id, lease);
+    if (!this.renewer) {
+      this.renewer = setInterval(() => void this.renewLeases(), Math.max(50, Math.round(this.lockDurationMs / 3)));
+      this.renewer.unref();
+    }
+    return () => {
+      if (this.leases.get(id) === lease) this.leases.delete(id);
+    };
+  }
+
+  private async renewLeases(): Promise<void> {
+    if (!this.leases.size) return;
+    try {
+      const lost = await this.journal.renewLeases([...this.leases.values()], this.lockDurationMs);
+      // The run finds out at its next journal write (LeaseLostError) and stops there.
+      for (const l of lost) this.logger.warn({ lease: l.key }, 'saga lease lost; another process resumes the saga');
+    } catch (err) {
+      if (!this.stopping.signal.aborted) this.logger.warn({ err: (err as Error).message }, 'saga leases not renewed; trying again');
+    }
+  }
+
+  /** The fast path: drives a saga this process just started, its recovery job queued delayed meanwhile. */
+  private drive(rec: SagaRecord, lease: SagaLease): void {
+    const release = this.hold(rec.id, lease);
+    const recovery = this.enqueue(rec.type, rec.id, this.lockDurationMs).then(
+      () => true,
+      (err: unknown) => {
+        this.logger.warn({ err: (err as Error).message, sagaId: rec.id }, 'saga recovery job not queued; the next worker start sweeps it');
+        return false;
+      },
+    );
+    const work = (async () => {
+      let outcome: RunOutcome | 'error';
+      try {
+        outcome = await runSaga(this.runnerDeps(), rec.id, lease, this.stopping.signal, rec);
+      } catch (err) {
+        if (err instanceof LeaseLostError) this.logger.warn({ sagaId: rec.id }, 'saga lease lost mid-run; another process resumes it');
+        else this.logger.error({ err, sagaId: rec.id }, 'saga run failed; a worker resumes it from its journal');
+        outcome = 'error';
+      } finally {
+        release();
+      }
+      const queued = await recovery;
+      if (outcome === 'finished') {
+        // Locked (0) when a worker holds it right now: that worker finds the saga finished and drops it.
+        if (queued) await this.getQueue(rec.type).remove(rec.id).catch(() => 0);
+        return;
+      }
+      // Stopped between two calls (shutdown) or failed: give the lease up so a worker resumes the saga
+      // when its job comes due; on shutdown, make it due now rather than after the lease's delay.
+      await this.journal.releaseLease(lease).catch(() => undefined);
+      // After the workers closed (shutdown does it), so that none of ours takes it up again.
+      if (outcome === 'paused') this.handBacks.push({ type: rec.type, id: rec.id, queued });
+    })();
+    this.running.add(work);
+    void work.finally(() => this.running.delete(work));
+  }
+
+  private async handBack(type: string, id: string, queued: boolean): Promise<void> {
+    try {
+      const job = queued ? await this.getQueue(type).getJob(id) : undefined;
+      if (job) await job.promote();
+      else await this.enqueue(type, id);
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message, sagaId: id }, 'saga not handed back at once; it resumes when its job comes due');
+    }
   }
 
   private async process(job: Job<SagaJobData>, token: string | undefined): Promise<void> {
     const sagaId = job.data.sagaId;
-    const work = (async () => {
-      if (this.stopping.signal.aborted) return 'paused' as const;
-      return runSaga(
-        {
-          journal: this.journal,
-          definitionOf: (type) => this.defs.get(type),
-          resolvePort: this.opts.resolvePort,
-          logger: this.logger,
-          retryDelayMs: this.retryDelayMs,
-        },
-        sagaId,
-        this.leaseOf(sagaId, token),
-        this.stopping.signal,
-      );
+    const work = (async (): Promise<RunOutcome | 'held'> => {
+      if (this.stopping.signal.aborted) return 'paused';
+      const rec = await this.journal.load(sagaId);
+      if (rec && isTerminal(rec.status)) return 'finished';
+      const lease: SagaLease = { key: leaseKey(sagaId), token: token ?? randomUUID() };
+      const got = await this.journal.acquireLease(lease, this.lockDurationMs);
+      if (!got.acquired) {
+        // Its driver is alive (or died less than a lease ago): look again when the lease would expire.
+        await job.moveToDelayed(Date.now() + Math.max(got.remainingMs, 20) + 20, token);
+        return 'held';
+      }
+      const release = this.hold(sagaId, lease);
+      try {
+        const outcome = await runSaga(this.runnerDeps(), sagaId, lease, this.stopping.signal, rec);
+        if (outcome === 'paused') await this.journal.releaseLease(lease);
+        return outcome;
+      } catch (err) {
+        if (err instanceof LeaseLostError) this.logger.warn({ sagaId }, 'saga lease lost mid-run; another process resumes it');
+        else await this.journal.releaseLease(lease).catch(() => undefined);
+        throw err;
+      } finally {
+        release();
+      }
     })();
     this.running.add(work);
     try {
-      const outcome = await work.catch((err: unknown) => {
-        if (err instanceof LeaseLostError) this.logger.warn({ sagaId }, 'saga lease lost mid-run; another process resumes it');
-        throw err;
-      });
+      const outcome = await work;
+      if (outcome === 'held') throw new DelayedError();
       if (outcome === 'paused') {
         // Shutting down between two calls: hand the saga back now rather than after the lease expires.
         await job.moveToWait(token);

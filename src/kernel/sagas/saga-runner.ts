@@ -3,6 +3,9 @@
 // from memory, so the same code serves a fresh saga and one resumed after its process died:
 // a completed step is not called again, a step with an intent but no outcome is called again with the
 // same idempotency key (the operation applies its effect once).
+// A step's outcome (or a `skipped` decision) is journaled together with the next write, the next
+// step's intent or the saga's final status: nothing happens in between but pure mapping, so a crash
+// there repeats the step under its key, as a crash just before its outcome write always could.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { runWithContext, type RequestContext } from '../context/request-context.js';
@@ -35,8 +38,9 @@ export class UnknownSagaTypeError extends Error {
   }
 }
 
-export async function runSaga(deps: SagaRunnerDeps, id: string, lease: SagaLease | undefined, stop: AbortSignal): Promise<RunOutcome> {
-  const rec = await deps.journal.load(id);
+/** `record`: the journal as the caller just wrote it (a saga started here), saving a read. */
+export async function runSaga(deps: SagaRunnerDeps, id: string, lease: SagaLease | undefined, stop: AbortSignal, record?: SagaRecord): Promise<RunOutcome> {
+  const rec = record ?? (await deps.journal.load(id));
   if (!rec) {
     deps.logger.warn({ sagaId: id }, 'saga job has no journal record; dropped');
     return 'finished';
@@ -67,6 +71,8 @@ type CallOutcome = 'completed' | 'failed' | 'paused';
 class SagaExecution {
   private readonly log: Logger;
   private readonly results: Record<string, unknown> = {};
+  /** Outcomes and decisions not written yet: they go with the next write. */
+  private deferred: { steps: SagaStepRecord[]; currentStep?: string } = { steps: [] };
 
   constructor(
     private readonly deps: SagaRunnerDeps,
@@ -92,9 +98,12 @@ class SagaExecution {
     }
     if (this.rec.status === 'running') {
       const forward = await this.forward();
+      if (forward === 'paused') await this.flush();
       if (forward !== 'compensate') return forward;
     }
-    return this.compensate();
+    const outcome = await this.compensate();
+    if (outcome === 'paused') await this.flush();
+    return outcome;
   }
 
   private async forward(): Promise<RunOutcome | 'compensate'> {
@@ -136,7 +145,7 @@ class SagaExecution {
     }
     if (runs) return true;
     const skipped: SagaStepRecord = { ...this.rec.steps[i]!, status: 'skipped', finishedAt: now() };
-    await this.write({ steps: [skipped], currentStep: step.name }, i, skipped);
+    this.defer(i, skipped, step.name);
     this.log.debug({ step: step.name }, 'saga step skipped');
     return false;
   }
@@ -173,7 +182,7 @@ class SagaExecution {
       if (!failure) {
         const { finishedAt: _previous, ...started } = withoutError(rec);
         rec = { ...started, status: 'completed', finishedAt: now(), ...(result === undefined ? {} : { result }) };
-        await this.write({ steps: [rec] }, i, rec);
+        this.defer(i, rec);
         this.results[step.name] = result;
         return 'completed';
       }
@@ -332,9 +341,31 @@ class SagaExecution {
     }
   }
 
-  /** Writes a change and, once it landed, mirrors it in memory. */
+  /** A step's outcome or decision, mirrored in memory now and journaled with the next write. */
+  private defer(stepIndex: number, step: SagaStepRecord, currentStep?: string): void {
+    this.rec.steps[stepIndex] = step;
+    this.deferred.steps.push(step);
+    if (currentStep !== undefined) this.deferred.currentStep = currentStep;
+  }
+
+  /** Writes what was deferred (before stopping between calls). */
+  private async flush(): Promise<void> {
+    if (this.deferred.steps.length) await this.write({});
+  }
+
+  /** Writes a change (with whatever was deferred) and, once it landed, mirrors it in memory. */
   private async write(change: SagaChange, stepIndex?: number, step?: SagaStepRecord): Promise<void> {
+    const deferred = this.deferred;
+    if (deferred.steps.length) {
+      const later = new Set((change.steps ?? []).map((s) => s.name));
+      change = {
+        ...change,
+        steps: [...deferred.steps.filter((s) => !later.has(s.name)), ...(change.steps ?? [])],
+        ...(change.currentStep === undefined && deferred.currentStep !== undefined ? { currentStep: deferred.currentStep } : {}),
+      };
+    }
     await this.deps.journal.write(this.rec.id, this.lease, change, now());
+    if (this.deferred === deferred) this.deferred = { steps: [] };
     if (stepIndex !== undefined && step) this.rec.steps[stepIndex] = step;
     if (change.status) this.rec.status = change.status.to;
     if (change.error) this.rec.error = change.error;

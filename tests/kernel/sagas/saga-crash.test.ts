@@ -2,11 +2,13 @@
 // step 2's effect landed, before its outcome was journaled); a fresh process resumes the saga from the
 // journal once the dead one's lease expires. Step 1 is not called again, step 2 is called again with
 // the same idempotency key, and every effect is applied exactly once.
+import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { SAGA_QUEUE_PREFIX, sagaQueueName, type SagaOrchestrator } from '../../../src/kernel/sagas/saga-orchestrator.js';
 import { startTestRedis, type TestRedis } from '../../support/redis.js';
 import { ledgerState, type TransferInput } from '../../support/saga-ledger.js';
 import { SagaHarness, waitForSaga } from '../../support/saga-harness.js';
-import { killSagaWorkers, spawnSagaWorker } from '../../support/saga-worker-process.js';
+import { killSagaWorkers, spawnSagaWorker, type SagaWorkerProcess } from '../../support/saga-worker-process.js';
 
 let redis: TestRedis;
 let h: SagaHarness;
@@ -46,6 +48,11 @@ async function crashInStepTwo(id: string, input: TransferInput) {
   ]);
   expect(before?.steps[1]?.finishedAt).toBeUndefined();
 
+  return killAndResume(orch, doomed, id);
+}
+
+/** Kills `doomed` and waits for a fresh worker process to finish the saga it was running. */
+async function killAndResume(orch: SagaOrchestrator, doomed: SagaWorkerProcess, id: string) {
   doomed.child.kill('SIGKILL');
   await doomed.exited;
   const fresh = spawnSagaWorker({ redisUrl: redis.url, ...LEASE });
@@ -76,6 +83,44 @@ describe('saga crash recovery', () => {
     expect(state.calls).toEqual({ [keys[0]!]: 1, [keys[1]!]: 2, [keys[2]!]: 1 });
     expect(state.applied).toEqual({ [keys[0]!]: 1, [keys[1]!]: 1, [keys[2]!]: 1 });
     expect(state.balances).toEqual({ alice: 70, bob: 30, carol: 5 });
+  });
+
+  it('resumes a saga that the process starting it drove in process, after that process is killed', async () => {
+    await h.setBalances({ alice: 100, bob: 0, carol: 10 });
+    const id = 'crash-fast-path';
+    const orch = h.orchestrator(undefined);
+    // The starting process hosts the saga type: it drives the saga itself, no worker picks it up.
+    const doomed = spawnSagaWorker({ redisUrl: redis.url, hangOnStep: 'creditTarget', start: { id, input: { from: 'alice', to: 'bob', amount: 30, feePayer: 'carol', fee: 5 } }, ...LEASE });
+    expect(await doomed.waitForLine('hanging')).toBe(`hanging ${id}:creditTarget`);
+    const queue = new Queue(sagaQueueName('test.transfer'), { connection: h.connections.blocking('saga-test-queue'), prefix: SAGA_QUEUE_PREFIX });
+    try {
+      // Its job is only the recovery job, asleep (delayed) while the driver holds the lease.
+      expect(await queue.getJobState(id)).toBe('delayed');
+      const before = await orch.get(id);
+      expect(before?.steps.map((s) => [s.status, s.attempts])).toEqual([
+        ['completed', 1],
+        ['started', 1],
+        ['pending', 0],
+      ]);
+
+      const { after } = await killAndResume(orch, doomed, id);
+      expect(after.status).toBe('completed');
+      expect(after.steps.map((s) => [s.name, s.status, s.attempts])).toEqual([
+        ['debitSource', 'completed', 1],
+        ['creditTarget', 'completed', 2],
+        ['chargeFee', 'completed', 1],
+      ]);
+      const keys = [`${id}:debitSource`, `${id}:creditTarget`, `${id}:chargeFee`];
+      const state = await ledgerState(h.ledgerRedis, ['alice', 'bob', 'carol'], keys);
+      expect(state.calls).toEqual({ [keys[0]!]: 1, [keys[1]!]: 2, [keys[2]!]: 1 });
+      expect(state.applied).toEqual({ [keys[0]!]: 1, [keys[1]!]: 1, [keys[2]!]: 1 });
+      expect(state.balances).toEqual({ alice: 70, bob: 30, carol: 5 });
+      // Finished: its job is gone and so is its lease.
+      expect(await queue.getJobState(id)).toBe('unknown');
+      expect(await h.raw.exists(`kernel:saga-lease:${id}`)).toBe(0);
+    } finally {
+      await queue.close();
+    }
   });
 
   it('compensates a resumed saga whose later step fails, undoing each effect once', async () => {

@@ -5,7 +5,7 @@ import { currentContext, runWithContext, type RequestContext } from '../../../sr
 import { ContractError } from '../../../src/kernel/contract/errors.js';
 import { defineSaga } from '../../../src/kernel/sagas/saga-definition.js';
 import { LeaseLostError, SagaJournal } from '../../../src/kernel/sagas/saga-journal.js';
-import { SAGA_QUEUE_NAME, SAGA_QUEUE_PREFIX } from '../../../src/kernel/sagas/saga-orchestrator.js';
+import { SAGA_QUEUE_PREFIX, sagaQueueName } from '../../../src/kernel/sagas/saga-orchestrator.js';
 import { startTestRedis, type TestRedis } from '../../support/redis.js';
 import { ledgerState, transferStepNames, type TransferInput } from '../../support/saga-ledger.js';
 import { latch, SagaHarness, waitForSaga } from '../../support/saga-harness.js';
@@ -265,7 +265,7 @@ describe('saga orchestrator', () => {
     const starter = h.orchestrator(undefined);
     const id = await starter.start('test.transfer', transfer(), { id: 'orphan-1' });
     // As if the process died between writing the journal and enqueueing.
-    const queue = new Queue(SAGA_QUEUE_NAME, { connection: h.connections.blocking('saga-test-queue'), prefix: SAGA_QUEUE_PREFIX });
+    const queue = new Queue(sagaQueueName('test.transfer'), { connection: h.connections.blocking('saga-test-queue'), prefix: SAGA_QUEUE_PREFIX });
     expect(await queue.remove(id)).toBe(1);
     await queue.close();
 
@@ -301,7 +301,7 @@ describe('saga orchestrator', () => {
     expect(paused?.status).toBe('running');
     expect(paused?.steps.map((s) => s.status)).toEqual(['completed', 'completed', 'pending']);
     // Handed back at once, not left active until its lease expires.
-    const queue = new Queue(SAGA_QUEUE_NAME, { connection: h.connections.blocking('saga-test-queue'), prefix: SAGA_QUEUE_PREFIX });
+    const queue = new Queue(sagaQueueName('test.transfer'), { connection: h.connections.blocking('saga-test-queue'), prefix: SAGA_QUEUE_PREFIX });
     expect(await queue.getJobState(id)).toBe('waiting');
     await queue.close();
 
