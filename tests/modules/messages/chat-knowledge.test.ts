@@ -3,7 +3,8 @@
 // numbered source with the instruction to cite, and the answer's citations point to that document in
 // the order of the numbers; `turn:status` shows the retrieve step. Another user's private document never
 // reaches a prompt or a citation. A regeneration retrieves for the last user message. A chat without
-// knowledge runs no retrieval; when search cannot be reached the turn still answers, with a warning.
+// knowledge runs no retrieval; when search cannot be reached the turn still answers, with a warning;
+// when only embeddings cannot be reached, the sources come from keyword search, with no warning.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createParser } from 'eventsource-parser';
 import type { TestApp } from '../../support/app.js';
@@ -14,7 +15,7 @@ import { api, eventually, uploadIndexed } from '../search/support/search-app.js'
 import { CITE_INSTRUCTION } from '../../../src/modules/messages/prompt.js';
 import type { MessageView } from '../../../src/modules/history/contract.js';
 import type { DocumentView } from '../../../src/modules/documents/contract.js';
-import { startChatApp, until } from './chat-app.js';
+import { CONVERSATION_MODULES, startChatApp, until } from './chat-app.js';
 
 const LIGHTHOUSE = `# Lighthouse maintenance
 
@@ -203,5 +204,34 @@ describe('answers with citations when search cannot be reached', () => {
     expect(answer.warnings).toHaveLength(1);
     expect(answer.warnings![0]).toMatch(/^Knowledge search failed, so this answer cites no sources/);
     expect(promptFor(question)[0]!.content).not.toContain(CITE_INSTRUCTION);
+  });
+});
+
+describe('answers with citations when embeddings cannot be reached', () => {
+  let redis3: TestRedis;
+  let keywordOnly: TestApp;
+  beforeAll(async () => {
+    redis3 = await startTestRedis();
+    // Search hosted, embeddings (and what only it needs) nowhere: hybrid search answers keyword-only.
+    keywordOnly = await startChatApp(redis3.url, fake.url, { knowledge: true, env: { AUTOBOT_MODULES: `${CONVERSATION_MODULES},files,documents,knowledge,search` } });
+  }, 60_000);
+  afterAll(async () => {
+    await keywordOnly?.stop();
+    await redis3?.stop();
+  });
+
+  it('cites what keyword search found, without a warning (degraded search is no failure)', async () => {
+    const fact = await api<{ id: string }>(keywordOnly.url, USER_TOKEN, 'POST', '/knowledge/facts', { content: 'The boiler room key hangs behind the reception desk' });
+    expect(fact.status).toBe(201);
+    const found = await eventually(() => api<{ items: { sourceId: string }[]; degraded?: true }>(keywordOnly.url, USER_TOKEN, 'POST', '/search/documents', { query: 'boiler key' }), (r) => r.body.items.length > 0);
+    expect(found.body.degraded).toBe(true);
+    fake.script({ tokens: ['Behind the reception desk [1].'] });
+    const chat = await newChat(keywordOnly.url, true);
+    const question = 'Where does the boiler room key hang?';
+    const answer = finalMessage(await ask(keywordOnly.url, chat.id, question));
+    expect(answer.status).toBe('complete');
+    expect(answer.warnings).toBeUndefined();
+    expect(answer.citations).toEqual([expect.objectContaining({ sourceType: 'fact', sourceId: fact.body.id })]);
+    expect(promptFor(question)[0]!.content).toContain('[1] The boiler room key hangs behind the reception desk');
   });
 });
