@@ -307,12 +307,12 @@ export class MessagesService implements Handlers<typeof messagesContract> {
       return outcome;
     }
     if (claim !== 'fresh' && claim !== 'started') return claim;
-    const outcome = await this.run(turn, call.signal, key);
+    const outcome = await this.run(turn, call.signal, key, resumable);
     await this.store.saveGeneration(key, outcome);
     return outcome;
   }
 
-  private async run(turn: GenerateInput, callSignal: AbortSignal, key: string): Promise<GenerateOutcome> {
+  private async run(turn: GenerateInput, callSignal: AbortSignal, key: string, resume: boolean): Promise<GenerateOutcome> {
     const s = this.settings.current();
     const ac = new AbortController();
     const untrack = this.channels.track(turn.turnId, ac);
@@ -366,7 +366,7 @@ export class MessagesService implements Handlers<typeof messagesContract> {
       // The whole loop runs under the signal: the binding links it to each stream when the stream
       // starts (at the first next()), and to each tool call, so a Stop aborts the model call or the
       // tool at once, even mid-wait (an approval wait included).
-      await withContext({ signal: ac.signal }, () => loop.run(chat.model, prompt.messages!, offerTools));
+      await withContext({ signal: ac.signal }, () => loop.run(chat.model, prompt.messages!, offerTools, resume));
       if (ac.signal.aborted) throw ac.signal.reason;
       const usage = answer.usage ? { ...answer.usage, ...(answer.rounds > 1 ? { durationMs: Date.now() - started } : {}) } : measured();
       return { status: 'complete', ...ended(), usage };

@@ -58,11 +58,14 @@ export class ToolLoop {
     private readonly state: AnswerState,
   ) {}
 
-  /** Runs the rounds; returns normally when the model answered without asking for tools. */
-  async run(model: string | null, messages: ChatMessage[], offerTools: boolean): Promise<void> {
+  /**
+   * Runs the rounds; returns normally when the model answered without asking for tools. `resume`: an
+   * earlier call under this step key journaled rounds (a fresh call has none to read).
+   */
+  async run(model: string | null, messages: ChatMessage[], offerTools: boolean, resume: boolean): Promise<void> {
     const { journal, stepKey, settings } = this.d;
     const convo = [...messages];
-    const past = await journal.rounds(stepKey);
+    const past = resume ? await journal.rounds(stepKey) : [];
     for (const [i, round] of past.entries()) {
       convo.push(assistantTurn(round.text, round.calls));
       for (const call of round.calls) convo.push(await this.settle(call));

@@ -185,7 +185,7 @@ export class ToolRunner {
       if (!a.go) return a.record;
       approvalId = a.approvalId;
     }
-    await opts.progress({ status: 'running', ...(approvalId ? { approvalId } : {}) });
+    if (c.risk !== 'forbidden') await opts.progress({ status: 'running', ...(approvalId ? { approvalId } : {}) });
     let e = await terminal.execute({ ...input, ...(approvalId ? { approvalId } : {}) });
     // Held by terminal itself (the policy changed since classify), or still running in a process that
     // ran it before a crash: wait for its end.

@@ -226,6 +226,18 @@ describe('tools in chat', () => {
     expect(requestsFor('wait for me')).toHaveLength(asked);
   });
 
+  it('never runs a forbidden command: refused without asking anyone, and the model is told', async () => {
+    const { socket, seen } = await socketFor(USER_TOKEN);
+    const chatId = await newChat(USER_TOKEN, socket);
+    fake.scriptNext(call('run_command', { command: 'rm -rf /' }), { tokens: ['I will not.'] });
+    const id = await send(USER_TOKEN, chatId, 'wipe the disk');
+    const answer = await final(USER_TOKEN, chatId, id);
+    expect(answer.toolCalls![0]).toMatchObject({ status: 'denied', result: { risk: 'forbidden', error: expect.stringMatching(/^refused/) } });
+    expect(seen.some((e) => e.event === 'approval:requested')).toBe(false);
+    expect(toolCallEvents(seen, id).map((c) => c.status)).not.toContain('running');
+    expect(JSON.parse(toolMessages(requestsFor('wipe the disk')[1]!)[0]!.content)).toMatchObject({ status: 'denied' });
+  });
+
   it(`runs at most ${MAX_ROUNDS} rounds of tools, then asks once more without tools`, async () => {
     const { socket } = await socketFor(USER_TOKEN);
     const chatId = await newChat(USER_TOKEN, socket);
@@ -333,5 +345,28 @@ describe('tools in chat', () => {
       return requestsFor(q)[0]!.body?.tools === undefined;
     });
     await api(app.url, ADMIN_TOKEN, 'PATCH', '/config', { messages: { toolsEnabled: true } });
+  });
+
+  // Last: the short TTL stays.
+  it('counts an approval nobody decided as denied once it expires', async () => {
+    expect((await api(app.url, ADMIN_TOKEN, 'PATCH', '/config', { terminal: { approvalTtlS: 1 } })).status).toBe(200);
+    const { socket, seen } = await socketFor(USER_TOKEN);
+    const chatId = await newChat(USER_TOKEN, socket);
+    // terminal applies the new TTL when it hears config.settings.changed: ask until an approval has it.
+    let answer: MessageView | undefined;
+    for (let n = 0; !answer; n++) {
+      fake.script({});
+      fake.scriptNext(call('run_command', { command: 'node -e "2"' }), { tokens: ['Too late.'] });
+      const id = await send(USER_TOKEN, chatId, `expire ${n}`);
+      const requested = await until('approval:requested', () => seen.find((e) => e.event === 'approval:requested' && e.data.command === 'node -e "2"' && !e.data.seen)?.data);
+      requested.seen = true;
+      const short = Date.parse(String(requested.expiresAt)) - Date.now() < 5000;
+      if (!short) await api(app.url, USER_TOKEN, 'POST', `/terminal/approvals/${String(requested.approvalId)}`, { approve: false });
+      const m = await final(USER_TOKEN, chatId, id);
+      if (short) answer = m;
+      expect(n).toBeLessThan(50);
+    }
+    expect(answer.toolCalls![0]).toMatchObject({ status: 'denied', result: { error: expect.stringMatching(/expired/) } });
+    expect(answer.content).toBe('Too late.');
   });
 });
