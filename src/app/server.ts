@@ -97,7 +97,10 @@ async function shutdown(gateway: Gateway, runtime: Runtime, deadlineMs: number, 
   logger.info('shutting down');
   const closed = new Promise<void>((resolve) => gateway.server.close(() => resolve()));
   gateway.server.closeIdleConnections();
-  gateway.io.disconnectSockets(true);
+  // This instance's sockets only (`local`): the adapter would otherwise only publish the request through
+  // Redis (to every instance, this one included), so with Redis down nothing would close them and the
+  // server would never finish closing.
+  gateway.io.local.disconnectSockets(true);
   while (gateway.inFlight() > 0 && Date.now() < until - 1000) await new Promise((r) => setTimeout(r, 20));
   if (gateway.inFlight() > 0) logger.warn({ inFlight: gateway.inFlight() }, 'drain deadline reached; closing connections');
   gateway.server.closeAllConnections();

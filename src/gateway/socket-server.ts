@@ -29,12 +29,37 @@ function refusal(code: string, message: string): ConnectError {
   return err;
 }
 
+/** The commands the Redis adapter sends without awaiting them (every broadcast, request and (un)subscribe). */
+const FIRE_AND_FORGET = new Set<PropertyKey>(['publish', 'psubscribe', 'punsubscribe', 'subscribe', 'unsubscribe']);
+
+/**
+ * The client as the Redis adapter sees it: the commands it never awaits get their failure caught. While
+ * Redis is down those commands wait in the offline queue, and when the connection closes (a shutdown in
+ * the outage: `disconnectSockets` publishes, `io.close()` unsubscribes) they would reject with
+ * "Connection is closed." as unhandled rejections, which end the process. A lost broadcast is what a
+ * Redis outage costs anyway; clients re-read what they missed.
+ */
+function settledCommands(client: Redis, logger: Logger, label: string): Redis {
+  return new Proxy(client, {
+    get(target, prop) {
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof value !== 'function') return value;
+      const method = value as (...args: unknown[]) => unknown;
+      if (!FIRE_AND_FORGET.has(prop)) return method.bind(target);
+      return (...args: unknown[]) =>
+        Promise.resolve(method.apply(target, args)).catch((err: unknown) => {
+          logger.debug({ connection: label, command: String(prop), err: (err as Error).message }, 'socket.io adapter command failed');
+        });
+    },
+  });
+}
+
 export function createSocketServer(http: HttpServer, opts: SocketServerOptions): Server {
   const io = new Server(http, {
     path: '/ws',
     serveClient: false,
     cors: { origin: opts.corsOrigins, credentials: true },
-    adapter: createAdapter(opts.pub, opts.sub),
+    adapter: createAdapter(settledCommands(opts.pub, opts.logger, 'socket.io-pub'), settledCommands(opts.sub, opts.logger, 'socket.io-sub')),
   });
   io.use((socket, next) => {
     const token = (socket.handshake.auth as { token?: unknown } | undefined)?.token;

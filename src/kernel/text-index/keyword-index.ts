@@ -368,7 +368,10 @@ export class KeywordIndex {
         const due = this.sinceSnapshot >= this.snapshotEvery && Date.now() - this.lastSnapshotAt >= (this.opts.snapshotMinIntervalMs ?? 300_000);
         if (due && !this.snapshotting) {
           this.lastSnapshotAt = Date.now();
-          this.snapshotting = this.snapshot().finally(() => (this.snapshotting = undefined));
+          // In the background: a failure (Redis away) is logged, and the next due snapshot tries again.
+          this.snapshotting = this.snapshot()
+            .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'keyword index snapshot failed; the next one will try again'))
+            .finally(() => (this.snapshotting = undefined));
         }
       } catch (err) {
         if (this.stopped) return;

@@ -115,7 +115,9 @@ export class BrowserEngine {
     if (this.stopped) return;
     const every = Math.min(5000, Math.max(250, (this.settings.sessionIdleS * 1000) / 2));
     this.sweeper = setTimeout(() => {
-      void this.closeIdle().finally(() => this.scheduleSweep());
+      void this.closeIdle()
+        .catch((err: unknown) => this.opts.logger.warn({ err: (err as Error).message }, 'closing idle browser sessions failed'))
+        .finally(() => this.scheduleSweep());
     }, every);
     this.sweeper.unref();
   }

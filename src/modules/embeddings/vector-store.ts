@@ -83,6 +83,8 @@ export class VectorStore {
 
   constructor(private readonly redis: Redis) {
     this.writer = redis.duplicate({ enableAutoPipelining: false });
+    // Its failures reach the writes that hit them; without a listener ioredis prints every reconnect error.
+    this.writer.on('error', () => undefined);
   }
 
   async close(): Promise<void> {

@@ -67,7 +67,9 @@ export class HostPool {
   private schedule(): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
-      void this.probeAll().finally(() => this.schedule());
+      void this.probeAll()
+        .catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'probing the ollama hosts failed'))
+        .finally(() => this.schedule());
     }, this.intervalMs);
     this.timer.unref();
   }

@@ -109,7 +109,9 @@ export class SearchIndex {
   private serial(key: string, fn: () => Promise<void>): Promise<void> {
     const prev = this.chains.get(key) ?? Promise.resolve();
     const next = prev.catch(() => undefined).then(fn);
-    const tail = next.finally(() => {
+    // The caller gets the failure through `next`; the chain's own copy only orders, so it is settled here
+    // (it would otherwise be an unhandled rejection whenever no later change follows a failed one).
+    const tail = next.catch(() => undefined).finally(() => {
       if (this.chains.get(key) === tail) this.chains.delete(key);
     });
     this.chains.set(key, tail);
