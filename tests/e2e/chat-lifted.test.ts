@@ -1,6 +1,7 @@
 // The chat turn with `llm` and `history` lifted into another process: the turn streams over socket.io
 // from the first process while the model is called, and the messages are stored, by the second; Stop
-// sent to the first reaches the fake Ollama through the second; search answers from the lifted history.
+// sent to the first reaches the fake Ollama through the second; search answers from the lifted history;
+// a tool call of the chat runs in the second process, which hosts terminal.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -27,9 +28,9 @@ beforeAll(async () => {
   dataDir = mkdtempSync(path.join(tmpdir(), 'abl-'));
   const liftedPort = await freePort();
   const common = { REDIS_URL: redis.url, OLLAMA_URL: fake.url, AUTOBOT_DATA_DIR: dataDir, AUTOBOT_INTERNAL_TOKEN: TOKEN, AUTOBOT_HEARTBEAT_MS: '300' };
-  lifted = await spawnApp({ ...common, PORT: String(liftedPort), AUTOBOT_MODULES: 'llm,history' }, { script: MAIN, timeoutMs: 30_000 });
+  lifted = await spawnApp({ ...common, PORT: String(liftedPort), AUTOBOT_MODULES: 'llm,history,terminal' }, { script: MAIN, timeoutMs: 30_000 });
   main = await spawnApp(
-    { ...common, PORT: '0', AUTOBOT_MODULES: 'config,health,chats,messages', AUTOBOT_REMOTE_MODULES: `llm=http://127.0.0.1:${liftedPort},history=http://127.0.0.1:${liftedPort}` },
+    { ...common, PORT: '0', AUTOBOT_MODULES: 'config,health,chats,messages,browser', AUTOBOT_REMOTE_MODULES: `llm=http://127.0.0.1:${liftedPort},history=http://127.0.0.1:${liftedPort},terminal=http://127.0.0.1:${liftedPort}` },
     { script: MAIN, timeoutMs: 30_000 },
   );
 }, 60_000);
@@ -96,5 +97,17 @@ describe('chat turn with llm and history in another process', () => {
       return m?.status === 'stopped' ? m : undefined;
     });
     expect(stopped.status).toBe('stopped');
+
+    // A tool call of the chat runs in the process hosting terminal, and its result comes back.
+    expect(health.modules.terminal?.where).toBe('remote');
+    fake.script({});
+    fake.scriptNext({ tokens: [], toolCalls: [{ name: 'run_command', arguments: { command: 'echo far away' } }] }, { tokens: ['Ran', ' remotely.'] });
+    const tool = await call<{ assistantMessageId: string }>('POST', '/messages', { chatId: chat.id, content: 'run something over there' });
+    const withTool = await until('the tool answer', async () => {
+      const m = (await call<{ items: { id: string; status: string; content: string; toolCalls?: unknown[] }[] }>('GET', `/messages/${chat.id}`)).body.items.find((x) => x.id === tool.body.assistantMessageId);
+      return m?.status === 'complete' ? m : undefined;
+    });
+    expect(withTool.content).toBe('Ran remotely.');
+    expect(withTool.toolCalls).toMatchObject([{ tool: 'run_command', status: 'completed', result: { exitCode: 0, stdout: 'far away\n' } }]);
   }, 60_000);
 });
