@@ -7,7 +7,7 @@
 // approval; the round limit; read_file in the workspace (an escape refused); fetch_page of an
 // allow-listed local page while the SSRF guard still refuses the rest; search_knowledge over the user's
 // own documents.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { io as connectSocket, type Socket } from 'socket.io-client';
@@ -236,6 +236,28 @@ describe('tools in chat', () => {
     expect(seen.some((e) => e.event === 'approval:requested')).toBe(false);
     expect(toolCallEvents(seen, id).map((c) => c.status)).not.toContain('running');
     expect(JSON.parse(toolMessages(requestsFor('wipe the disk')[1]!)[0]!.content)).toMatchObject({ status: 'denied' });
+  });
+
+  it('stops during a running command: its process is killed and the answer ends stopped', async () => {
+    const { socket, seen } = await socketFor(USER_TOKEN);
+    const chatId = await newChat(USER_TOKEN, socket);
+    // An unusual duration, to find this very process.
+    const running = () => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).some((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'utf8') === 'sleep\u000031.4159\u0000';
+      } catch {
+        return false;
+      }
+    });
+    fake.scriptNext(call('run_command', { command: 'sleep 31.4159' }), { tokens: ['never asked'] });
+    const id = await send(USER_TOKEN, chatId, 'sleep for a while');
+    await until('the command running', () => toolCallEvents(seen, id).some((c) => c.status === 'running') && running());
+    expect((await api<{ stopping: boolean }>(app.url, USER_TOKEN, 'POST', `/messages/${chatId}/stop`)).body.stopping).toBe(true);
+    const answer = await final(USER_TOKEN, chatId, id);
+    expect(answer.status).toBe('stopped');
+    expect(answer.toolCalls![0]).toMatchObject({ tool: 'run_command', status: 'cancelled' });
+    await until('the command gone', () => !running());
+    expect(requestsFor('sleep for a while')).toHaveLength(1);
   });
 
   it(`runs at most ${MAX_ROUNDS} rounds of tools, then asks once more without tools`, async () => {
