@@ -2,52 +2,14 @@
 // process starts, the saga resumes from its journal and the answer ends `failed` ("interrupted") with
 // the text saved so far, within 10 s of the restart, without asking the model a second time; the
 // chat's counters match its messages and the chat takes the next message.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnApp, type ChildApp } from '../support/process.js';
-import { startFakeOllama, type FakeOllama } from '../support/fake-ollama.js';
-import { startTestRedis, type TestRedis } from '../support/redis.js';
-import { USER_TOKEN, bearer } from '../support/test-auth.js';
+import { describe, expect, it } from 'vitest';
+import type { ChildApp } from '../support/process.js';
+import { chatProcesses } from '../support/chat-processes.js';
 import { until } from '../modules/messages/chat-app.js';
 
-const MAIN = path.resolve(import.meta.dirname, '../modules/messages/chat-process-main.ts');
-let redis: TestRedis;
-let fake: FakeOllama;
-let dataDir: string;
-const children: ChildApp[] = [];
-
-beforeAll(async () => {
-  redis = await startTestRedis({ persistence: true });
-  fake = await startFakeOllama();
-  dataDir = mkdtempSync(path.join(tmpdir(), 'abc-'));
-});
-afterAll(async () => {
-  for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
-  await fake?.close();
-  await redis?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
-});
-
-const start = async () => {
-  const c = await spawnApp(
-    { REDIS_URL: redis.url, PORT: '0', OLLAMA_URL: fake.url, AUTOBOT_DATA_DIR: dataDir, AUTOBOT_INTERNAL_TOKEN: 'crash-test-internal-token-0123' },
-    { script: MAIN, timeoutMs: 30_000 },
-  );
-  children.push(c);
-  return c;
-};
-
-async function call<T>(app: ChildApp, method: string, p: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${app.url}/api/v1${p}`, {
-    method,
-    headers: { ...bearer(USER_TOKEN), ...(body ? { 'content-type': 'application/json' } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
-}
+const processes = chatProcesses();
+const start = () => processes.start();
+const call = processes.call.bind(processes);
 
 interface Msg {
   id: string;
@@ -59,7 +21,7 @@ interface Msg {
 
 describe('chat turn after kill -9', () => {
   it('ends the interrupted answer within 10 s of a restart, keeps its text, and the counters match', async () => {
-    fake.script({ tokens: Array.from({ length: 400 }, (_, i) => ` word${i}`), tokenDelayMs: 25 });
+    processes.fake.script({ tokens: Array.from({ length: 400 }, (_, i) => ` word${i}`), tokenDelayMs: 25 });
     const first = await start();
     const chat = (await call<{ id: string }>(first, 'POST', '/chats', { title: 'crash' })).body;
     const sent = await call<{ turnId: string; assistantMessageId: string }>(first, 'POST', '/messages', { chatId: chat.id, content: 'tell me everything' });
@@ -70,7 +32,7 @@ describe('chat turn after kill -9', () => {
       const a = (await transcript(first)).find((m) => m.role === 'assistant');
       return a && a.content.length > 40 ? a.content : undefined;
     });
-    const requestsBefore = fake.chats().length;
+    const requestsBefore = processes.fake.chats().length;
     first.child.kill('SIGKILL');
     await first.exited;
 
@@ -90,7 +52,7 @@ describe('chat turn after kill -9', () => {
     expect(answer.error).toMatch(/interrupted/);
     expect(answer.content.startsWith(partial)).toBe(true);
     // The model was not asked again for this turn.
-    expect(fake.chats().length).toBe(requestsBefore);
+    expect(processes.fake.chats().length).toBe(requestsBefore);
     const items = await transcript(second);
     expect(items.map((m) => [m.role, m.status])).toEqual([
       ['user', 'complete'],
@@ -102,7 +64,7 @@ describe('chat turn after kill -9', () => {
     });
     expect(counted.messageCount).toBe(2);
     // The chat is free: the next message gets an answer.
-    fake.script({ tokens: ['fine', ' again'] });
+    processes.fake.script({ tokens: ['fine', ' again'] });
     const next = await call<{ assistantMessageId: string }>(second, 'POST', '/messages', { chatId: chat.id, content: 'still there?' });
     expect(next.status).toBe(202);
     const again = await until('next answer', async () => (await transcript(second)).find((m) => m.id === next.body.assistantMessageId && m.status === 'complete'));

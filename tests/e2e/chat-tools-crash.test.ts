@@ -3,53 +3,17 @@
 // the process is killed (SIGKILL). A new process resumes the turn from the saga's journal and the tool
 // loop's own journal: the command is not run again (the file has one line, the audit one execution),
 // its result reaches the model in the resumed round, and the final answer keeps the tool call with it.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnApp, type ChildApp } from '../support/process.js';
-import { startFakeOllama, type FakeOllama } from '../support/fake-ollama.js';
-import { startTestRedis, type TestRedis } from '../support/redis.js';
-import { ADMIN_TOKEN, USER_TOKEN, bearer, userActor } from '../support/test-auth.js';
+import { describe, expect, it } from 'vitest';
+import { chatProcesses } from '../support/chat-processes.js';
+import { ADMIN_TOKEN, userActor } from '../support/test-auth.js';
 import { until } from '../modules/messages/chat-app.js';
 
-const MAIN = path.resolve(import.meta.dirname, '../modules/messages/chat-process-main.ts');
 const COMMAND = 'echo ran | tee -a log.txt';
-let redis: TestRedis;
-let fake: FakeOllama;
-let dataDir: string;
-const children: ChildApp[] = [];
-
-beforeAll(async () => {
-  redis = await startTestRedis({ persistence: true });
-  fake = await startFakeOllama();
-  dataDir = mkdtempSync(path.join(tmpdir(), 'abt-'));
-});
-afterAll(async () => {
-  for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
-  await fake?.close();
-  await redis?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
-});
-
-const start = async () => {
-  const c = await spawnApp(
-    { REDIS_URL: redis.url, PORT: '0', OLLAMA_URL: fake.url, AUTOBOT_DATA_DIR: dataDir, AUTOBOT_INTERNAL_TOKEN: 'tools-crash-internal-token-0123' },
-    { script: MAIN, timeoutMs: 30_000 },
-  );
-  children.push(c);
-  return c;
-};
-
-async function call<T>(app: ChildApp, method: string, p: string, body?: unknown, token = USER_TOKEN): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${app.url}/api/v1${p}`, {
-    method,
-    headers: { ...bearer(token), ...(body ? { 'content-type': 'application/json' } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
-}
+const processes = chatProcesses();
+const start = () => processes.start();
+const call = processes.call.bind(processes);
 
 interface Msg {
   id: string;
@@ -61,8 +25,8 @@ interface Msg {
 
 describe('tool loop after kill -9', () => {
   it('resumes the loop: the command ran exactly once and its result is in the final answer', async () => {
-    const log = path.join(dataDir, 'terminal', 'workspaces', (userActor as { id: string }).id, 'log.txt');
-    fake.scriptNext(
+    const log = path.join(processes.dataDir, 'terminal', 'workspaces', (userActor as { id: string }).id, 'log.txt');
+    processes.fake.scriptNext(
       { tokens: ['Appending.'], toolCalls: [{ name: 'run_command', arguments: { command: COMMAND } }] },
       // The next round never answers: the process dies while waiting for it.
       { hang: 'before' },
@@ -78,7 +42,7 @@ describe('tool loop after kill -9', () => {
     expect(approval).toMatchObject({ command: COMMAND, risk: 'moderate' });
     expect((await call(first, 'POST', `/terminal/approvals/${approval.id}`, { approve: true })).status).toBe(200);
     // The command ran and the model is being asked for the next round (with the result).
-    await until('the second round asked', () => fake.chats().length >= 2);
+    await until('the second round asked', () => processes.fake.chats().length >= 2);
     expect(readFileSync(log, 'utf8')).toBe('ran\n');
     first.child.kill('SIGKILL');
     await first.exited;
@@ -104,13 +68,13 @@ describe('tool loop after kill -9', () => {
     const runs = audit.filter((e) => e.kind === 'execution' && e.command === COMMAND);
     expect(runs.map((e) => e.executionId)).toEqual([answer.toolCalls![0]!.result!.executionId]);
     // The resumed round was asked once, with the journaled result as the tool message.
-    const chats = fake.chats();
+    const chats = processes.fake.chats();
     expect(chats).toHaveLength(3);
     const resumed = chats[2]!.body!.messages as { role: string; content: string; tool_name?: string }[];
     expect(resumed.at(-1)).toMatchObject({ role: 'tool', tool_name: 'run_command' });
     expect(JSON.parse(resumed.at(-1)!.content)).toMatchObject({ status: 'completed', exitCode: 0, stdout: 'ran\n' });
     // The chat takes the next message.
-    fake.script({ tokens: ['still', ' here'] });
+    processes.fake.script({ tokens: ['still', ' here'] });
     const next = await call<{ assistantMessageId: string }>(second, 'POST', '/messages', { chatId: chat.id, content: 'there?' });
     expect(next.status).toBe(202);
     await until('next answer', async () => (await transcript()).find((m) => m.id === next.body.assistantMessageId && m.status === 'complete'));
@@ -118,10 +82,10 @@ describe('tool loop after kill -9', () => {
 
   it('resumes a call that was waiting for its approval: the approval given after the restart runs it once', async () => {
     const command = 'echo parked | tee -a parked.txt';
-    const file = path.join(dataDir, 'terminal', 'workspaces', (userActor as { id: string }).id, 'parked.txt');
-    fake.script({});
-    fake.scriptNext({ tokens: [], toolCalls: [{ name: 'run_command', arguments: { command } }] }, { tokens: ['Parked', ' and', ' done.'] });
-    const before = fake.chats().length;
+    const file = path.join(processes.dataDir, 'terminal', 'workspaces', (userActor as { id: string }).id, 'parked.txt');
+    processes.fake.script({});
+    processes.fake.scriptNext({ tokens: [], toolCalls: [{ name: 'run_command', arguments: { command } }] }, { tokens: ['Parked', ' and', ' done.'] });
+    const before = processes.fake.chats().length;
     const first = await start();
     const chat = (await call<{ id: string }>(first, 'POST', '/chats', { title: 'parked' })).body;
     const sent = await call<{ assistantMessageId: string }>(first, 'POST', '/messages', { chatId: chat.id, content: 'park it' });
@@ -144,6 +108,6 @@ describe('tool loop after kill -9', () => {
     expect(answer).toMatchObject({ status: 'complete', content: 'Parked and done.' });
     expect(answer.toolCalls![0]).toMatchObject({ status: 'completed', result: { stdout: 'parked\n' } });
     expect(readFileSync(file, 'utf8')).toBe('parked\n');
-    expect(fake.chats().length - before).toBe(2);
+    expect(processes.fake.chats().length - before).toBe(2);
   }, 90_000);
 });
