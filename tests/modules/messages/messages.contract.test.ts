@@ -1,8 +1,9 @@
 // The messages contract over both bindings: a turn end to end through the saga (user message, streamed
 // answer saved with usage, counters, a title), content rules (cleaning, empty 400, too long 413), one
 // turn per clientMessageId, 409 while a turn runs, Stop (the request to Ollama closes, the answer ends
-// `stopped` with its text), failures (`failed` with the error), regenerate (supersededBy), and the
-// prompt (system prompt, history within the model's context window).
+// `stopped` with its text), failures (`failed` with the error), regenerate (supersededBy), the
+// prompt (system prompt, history within the model's context window), and a chat with knowledge whose
+// search runs nowhere (answered, with a warning).
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Port } from '../../../src/kernel/contract/define.js';
 import { chatsContract } from '../../../src/modules/chats/contract.js';
@@ -182,5 +183,27 @@ describe.each(bindingKinds)('messages contract (%s binding)', (kind) => {
     expect(users).toEqual(['2:', '3:']);
     expect(sentMessages.map((m) => m.role)).toEqual(['system', 'user', 'assistant', 'user']);
     expect(sentMessages[1]!.role).toBe('user');
+  });
+
+  it('answers in a chat with knowledge when search runs nowhere: no citations, a warning; the retrieve step never throws for it', async () => {
+    fake.script({ tokens: ['Without', ' sources.'] });
+    const chat = await newChat({ title: 'knowledge', useKnowledge: true });
+    const sent = await as(alice, () => messages.sendMessage({ chatId: chat.id, content: 'What do my notes say about bees?' }));
+    const answer = await waitForFinal(history, alice, sent.assistantMessageId);
+    expect(answer).toMatchObject({ status: 'complete', content: 'Without sources.' });
+    expect(answer.citations).toBeUndefined();
+    expect(answer.warnings).toEqual([expect.stringMatching(/^Knowledge search failed, so this answer cites no sources/)]);
+    // The step itself, called as the orchestrator calls it: an outcome, not an error.
+    const now = new Date().toISOString();
+    const turn = { turnId: 't-direct', chatId: chat.id, userMessage: { id: 'm-q', content: 'bees?', createdAt: now }, assistantMessageId: 'm-a', assistantCreatedAt: now, titleNeeded: false, sse: false, useKnowledge: true };
+    const outcome = await as(alice, () => messages.retrieve(turn));
+    expect(outcome.sources).toEqual([]);
+    expect(outcome.warning).toMatch(/^Knowledge search failed/);
+    // Bad input is refused, naming the field; a turn journaled before useKnowledge existed still parses.
+    const bad = await refusal(as(alice, () => messages.retrieve({ ...turn, useKnowledge: 'yes' as never })));
+    expect(bad.code).toBe('invalid_input');
+    expect(JSON.stringify(bad.details)).toContain('useKnowledge');
+    const { useKnowledge: _old, ...older } = turn;
+    expect((await as(alice, () => messages.retrieve(older as typeof turn))).sources).toEqual([]);
   });
 });
