@@ -1,8 +1,9 @@
 // The tool loop survives kill -9: the model asks to run a command that appends a line to a file in the
-// user's workspace; the user approves it, it runs, and while the model is being asked for the next round
-// the process is killed (SIGKILL). A new process resumes the turn from the saga's journal and the tool
+// user's workspace; the user approves it, it runs, and halfway through the model's next round the
+// process is killed (SIGKILL). A new process resumes the turn from the saga's journal and the tool
 // loop's own journal: the command is not run again (the file has one line, the audit one execution),
 // its result reaches the model in the resumed round, and the final answer keeps the tool call with it.
+// Also: a call parked on its approval when the process dies waits on the same approval after it.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -28,8 +29,8 @@ describe('tool loop after kill -9', () => {
     const log = path.join(processes.dataDir, 'terminal', 'workspaces', (userActor as { id: string }).id, 'log.txt');
     processes.fake.scriptNext(
       { tokens: ['Appending.'], toolCalls: [{ name: 'run_command', arguments: { command: COMMAND } }] },
-      // The next round never answers: the process dies while waiting for it.
-      { hang: 'before' },
+      // The next round starts and never ends: the process dies in the middle of it.
+      { tokens: ['Half'], hang: 'after' },
       { tokens: ['All', ' done.'] },
     );
     const first = await start();
@@ -41,8 +42,10 @@ describe('tool loop after kill -9', () => {
     const approval = await until('the approval', async () => (await call<{ items: { id: string; command: string; risk: string }[] }>(first, 'GET', '/terminal/approvals')).body.items[0]);
     expect(approval).toMatchObject({ command: COMMAND, risk: 'moderate' });
     expect((await call(first, 'POST', `/terminal/approvals/${approval.id}`, { approve: true })).status).toBe(200);
-    // The command ran and the model is being asked for the next round (with the result).
-    await until('the second round asked', () => processes.fake.chats().length >= 2);
+    // The command ran and the model is answering the next round (it had the result): its text is saved.
+    await until('the second round under way', async () =>
+      (await call<{ items: Msg[] }>(first, 'GET', `/messages/${chat.id}`)).body.items.some((m) => m.content === 'Appending.\n\nHalf'),
+    );
     expect(readFileSync(log, 'utf8')).toBe('ran\n');
     first.child.kill('SIGKILL');
     await first.exited;
@@ -59,6 +62,7 @@ describe('tool loop after kill -9', () => {
     ).catch((err: Error) => {
       throw new Error(`${err.message}\n${second.output().slice(-3000)}`);
     });
+    // The round cut short by the crash is dropped: the answer goes on from the last journaled round.
     expect(answer).toMatchObject({ status: 'complete', content: 'Appending.\n\nAll done.' });
     expect(answer.toolCalls).toHaveLength(1);
     expect(answer.toolCalls![0]).toMatchObject({ id: 'call_1_1', tool: 'run_command', status: 'completed', result: { exitCode: 0, stdout: 'ran\n' } });

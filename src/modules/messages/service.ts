@@ -22,7 +22,7 @@ import { cleanContent } from './content.js';
 import { messagesContract, messagesSettings, type GenerateInput, type GenerateOutcome, type RetrieveOutcome, type TurnInput } from './contract.js';
 import { newId } from './ids.js';
 import { ProgressSaver } from './progress-saver.js';
-import { buildPrompt, estimateTokens, withSources } from './prompt.js';
+import { buildPrompt, CITE_INSTRUCTION, estimateTokens, withSources } from './prompt.js';
 import { cleanTitle, TITLE_INSTRUCTION, titleFromMessage } from './title.js';
 import { TurnChannels } from './turn-channels.js';
 import { TurnStore, turnChannel } from './turn-store.js';
@@ -266,8 +266,9 @@ export class MessagesService implements Handlers<typeof messagesContract> {
   /**
    * The sources of a chat with knowledge: hybrid search with the question (for a regeneration, the last
    * user message) through the search port, as the user, so only their own and shared items can come
-   * back. Sources take at most half of what the answer leaves of the model's window. A search that
-   * fails is no failed turn: the answer comes without sources, and says why in its warnings.
+   * back. Sources and the citing instruction take at most half of what the answer leaves of the model's
+   * window. A search that fails is no failed turn: the answer comes without sources, and says why in
+   * its warnings.
    */
   async retrieve(turn: TurnInput): Promise<RetrieveOutcome> {
     this.status(turn, 'retrieving', 'retrieve');
@@ -278,7 +279,8 @@ export class MessagesService implements Handlers<typeof messagesContract> {
       const chat = await this.chats.getChat({ id: turn.chatId });
       const contextTokens = await this.contextLength(chat.model);
       const reserve = Math.min(s.replyReserveTokens, Math.floor(contextTokens / 2));
-      const maxTokens = Math.max(1, Math.floor((contextTokens - reserve) / 2));
+      const maxTokens = Math.floor((contextTokens - reserve) / 2) - estimateTokens(CITE_INSTRUCTION, s.charsPerToken);
+      if (maxTokens < 1) return { sources: [], warning: `The model's context window (${contextTokens} tokens) leaves no room for knowledge sources` };
       const r = await this.search.retrieveSources({ query: question, maxTokens, charsPerToken: s.charsPerToken });
       return { sources: r.sources, ...(r.degraded ? { degraded: true as const } : {}) };
     } catch (err) {
@@ -359,6 +361,7 @@ export class MessagesService implements Handlers<typeof messagesContract> {
             this.emit(turn, 'message:delta', { chatId: turn.chatId, messageId: turn.assistantMessageId, turnId: turn.turnId, seq: answer.seq, delta });
             saver.update(answer.text);
           },
+          onRestore: (text) => saver.update(text),
           emit: (event, data) => this.emit(turn, event, data),
         },
         answer,

@@ -48,6 +48,8 @@ export interface LoopDeps {
   signal: AbortSignal;
   /** A delta was added to the answer (state.text and state.seq already include it). */
   onDelta: (delta: string) => void;
+  /** A resumed loop restored the answer from its journal (the saved text may hold a dropped round). */
+  onRestore: (text: string) => void;
   /** Realtime event to the chat (and SSE followers). */
   emit: (event: string, data: unknown) => void;
 }
@@ -76,6 +78,7 @@ export class ToolLoop {
       this.state.usage.promptTokens = round.promptTokens;
       this.state.usage.completionTokens = round.completionTokens;
     }
+    if (past.length) this.d.onRestore(this.state.text);
     for (;;) {
       const offer = offerTools && this.state.rounds < settings.maxToolRounds && this.state.toolCalls.length < MAX_CALLS;
       const before = this.state.text;
