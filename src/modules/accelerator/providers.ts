@@ -1,8 +1,9 @@
 // Which execution providers this host really has. `listSupportedBackends` only says what this build of
 // onnxruntime-node was compiled with (CUDA is listed even where no GPU or CUDA library exists), so each
 // provider is probed by opening a session on a tiny model with that provider alone.
+// onnxruntime-node is loaded on the first probe (its native library is several MiB): a process that
+// never asks for capabilities or inference does not load it on the main thread.
 import { cpus } from 'node:os';
-import * as ort from 'onnxruntime-node';
 import { PROVIDER_NAMES } from './contract.js';
 import type { WorkerPool } from './worker-pool.js';
 
@@ -23,12 +24,13 @@ export interface ProviderReport {
   detail?: string;
 }
 
-export function compiledProviders(): Set<string> {
+export async function compiledProviders(): Promise<Set<string>> {
+  const ort = await import('onnxruntime-node');
   return new Set(ort.listSupportedBackends().map((b) => b.name));
 }
 
 export async function probeProviders(pool: WorkerPool): Promise<ProviderReport[]> {
-  const compiled = compiledProviders();
+  const compiled = await compiledProviders();
   const reports: ProviderReport[] = [];
   for (const name of PROVIDER_NAMES) {
     if (!compiled.has(name)) {

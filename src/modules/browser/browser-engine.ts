@@ -349,7 +349,7 @@ export class BrowserEngine {
           ? await page.evaluate<string>('document.body ? document.body.innerText : ""')
           : format === 'html'
             ? await page.content()
-            : pageMarkdown(await page.content(), page.url());
+            : await pageMarkdown(await page.content(), page.url());
       const { text, truncated } = truncate(raw, this.settings.maxContentChars);
       return { url: page.url(), title: await page.title(), format, content: text, truncated };
     });
@@ -401,7 +401,7 @@ export class BrowserEngine {
       if (status >= 400) {
         throw new ContractError(status === 404 || status === 410 ? 'not_found' : 'unavailable', `${page.url()} answered ${status}`);
       }
-      const read = readPage(await page.content(), page.url(), await page.title());
+      const read = await readPage(await page.content(), page.url(), await page.title());
       const { text, truncated } = truncate(read.markdown, this.settings.maxContentChars);
       return { url: page.url(), title: read.title, markdown: text, status, truncated };
     } finally {

@@ -1,8 +1,8 @@
 // Turns a rendered page's HTML into readable Markdown: Readability picks the main content (as Firefox's
 // reader view does), Turndown writes it as Markdown; linkedom is the DOM both work on (no browser needed).
-import { parseHTML } from 'linkedom';
-import { Readability } from '@mozilla/readability';
-import TurndownService from 'turndown';
+// The three are loaded on the first page read: a process that reads none does not carry them.
+import type { parseHTML } from 'linkedom';
+import type TurndownService from 'turndown';
 
 type Doc = ReturnType<typeof parseHTML>['document'];
 
@@ -11,9 +11,18 @@ export interface ReadPage {
   markdown: string;
 }
 
-const turndown = new TurndownService({ headingStyle: 'atx', codeBlockStyle: 'fenced', bulletListMarker: '-' });
-// Nothing a reader wants, and their text would land in the Markdown verbatim.
-turndown.remove(['script', 'style', 'noscript', 'template', 'iframe', 'object', 'embed', 'svg', 'canvas', 'form', 'button', 'select', 'input', 'textarea']);
+let libraries: Promise<{ parseHTML: typeof parseHTML; Readability: typeof import('@mozilla/readability').Readability; turndown: TurndownService }> | undefined;
+
+function load() {
+  libraries ??= (async () => {
+    const [linkedom, readability, { default: TurndownService }] = await Promise.all([import('linkedom'), import('@mozilla/readability'), import('turndown')]);
+    const turndown = new TurndownService({ headingStyle: 'atx', codeBlockStyle: 'fenced', bulletListMarker: '-' });
+    // Nothing a reader wants, and their text would land in the Markdown verbatim.
+    turndown.remove(['script', 'style', 'noscript', 'template', 'iframe', 'object', 'embed', 'svg', 'canvas', 'form', 'button', 'select', 'input', 'textarea']);
+    return { parseHTML: linkedom.parseHTML, Readability: readability.Readability, turndown };
+  })();
+  return libraries;
+}
 
 /** Rewrites relative links and image sources against the page URL, so the Markdown's links work elsewhere. */
 function absolutize(document: Doc, base: string): void {
@@ -33,13 +42,14 @@ function absolutize(document: Doc, base: string): void {
   }
 }
 
-export function readPage(html: string, url: string, fallbackTitle = ''): ReadPage {
+export async function readPage(html: string, url: string, fallbackTitle = ''): Promise<ReadPage> {
+  const { parseHTML, Readability, turndown } = await load();
   const { document } = parseHTML(html);
   absolutize(document, url);
   const pageTitle = document.querySelector('title')?.textContent?.trim() ?? fallbackTitle;
   // Readability edits the document it reads; the fallback needs the untouched body.
   const bodyHtml = document.body?.innerHTML ?? html;
-  let article: ReturnType<Readability['parse']> = null;
+  let article: ReturnType<InstanceType<typeof Readability>['parse']> = null;
   try {
     article = // linkedom's document stands in for the DOM's; Readability only walks it.
     new Readability(document as unknown as ConstructorParameters<typeof Readability>[0], { charThreshold: 200 }).parse();
@@ -52,7 +62,8 @@ export function readPage(html: string, url: string, fallbackTitle = ''): ReadPag
 }
 
 /** Markdown of the whole page (a session's content: everything on it, not just the article). */
-export function pageMarkdown(html: string, url: string): string {
+export async function pageMarkdown(html: string, url: string): Promise<string> {
+  const { parseHTML, turndown } = await load();
   const { document } = parseHTML(html);
   absolutize(document, url);
   return turndown.turndown(document.body?.innerHTML ?? '').replace(/\n{3,}/g, '\n\n').trim();

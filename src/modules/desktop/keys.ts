@@ -1,5 +1,12 @@
 // Key names and characters to X keysyms: what `key` ("ctrl+shift+t", "Return", "F5") and `text` mean.
-import x11 from 'x11';
+import { createRequire } from 'node:module';
+import type X11 from 'x11';
+
+// Required on the first key looked up (synchronously, as key combinations are parsed before any I/O), so
+// a process that never types on a display does not load the X client.
+const require = createRequire(import.meta.url);
+let x11Module: typeof X11 | undefined;
+const x11 = (): typeof X11 => (x11Module ??= require('x11') as typeof X11);
 
 const ALIASES: Record<string, string> = {
   enter: 'Return',
@@ -38,7 +45,7 @@ let byLowerName: Map<string, number> | undefined;
 function table(): Map<string, number> {
   if (!byLowerName) {
     byLowerName = new Map();
-    for (const [name, def] of Object.entries(x11.keySyms)) {
+    for (const [name, def] of Object.entries(x11().keySyms)) {
       const short = name.replace(/^XK_/, '');
       if (!byLowerName.has(short.toLowerCase())) byLowerName.set(short.toLowerCase(), def.code);
     }
@@ -59,7 +66,7 @@ export function keysymOfChar(ch: string): number {
 /** The keysym a key name stands for, or undefined. Exact names first (`a` and `A` differ), then any case. */
 export function keysymOfName(name: string): number | undefined {
   const alias = ALIASES[name.toLowerCase()];
-  const exact = x11.keySyms[`XK_${alias ?? name}`];
+  const exact = x11().keySyms[`XK_${alias ?? name}`];
   if (exact) return exact.code;
   if ([...name].length === 1) return keysymOfChar(name);
   return table().get(name.toLowerCase());

@@ -1,8 +1,8 @@
 // One connection to an X display over the X protocol (the pure-JavaScript `x11` client): the screen as
 // a PNG (GetImage, converted with pngjs) and input through the XTEST extension, as a user's own
 // keyboard and mouse would produce it.
-import x11, { type XClient, type XDisplay, type XTest } from 'x11';
-import { PNG } from 'pngjs';
+// Both libraries load on the first use of a display: a process that never connects to one does not carry them.
+import type { XClient, XDisplay, XTest } from 'x11';
 import { keysymOfChar } from './keys.js';
 
 const ZPIXMAP = 2;
@@ -44,6 +44,7 @@ export class XConnection {
   }
 
   static async open(name: string, timeoutMs: number, onGone: () => void): Promise<XConnection> {
+    const { default: x11 } = await import('x11');
     let client: (XClient & NodeJS.EventEmitter) | undefined;
     const display = await new Promise<XDisplay>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -102,6 +103,7 @@ export class XConnection {
     const bpp = this.display.format[depth]?.bits_per_pixel;
     if (bpp !== 32) throw new Error(`unsupported pixel format: depth ${depth} at ${bpp ?? '?'} bits per pixel (24/32-bit displays are supported)`);
     const image = await call<{ data: Buffer }>((cb) => this.display.client.GetImage(ZPIXMAP, this.screen.root, 0, 0, width, height, 0xffffffff, cb));
+    const { PNG } = await import('pngjs');
     const png = new PNG({ width, height, colorType: 2, inputColorType: 6 });
     const src = image.data;
     const dst = png.data;

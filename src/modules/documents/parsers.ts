@@ -1,11 +1,9 @@
 // Bytes of a supported format → blocks (headings, text, pages). A file that cannot be read throws
 // ParseFailure with a reason a user understands; the pipeline fails the document with it.
-import { Readability } from '@mozilla/readability';
-import { parseHTML } from 'linkedom';
-import mammoth from 'mammoth';
-import Papa from 'papaparse';
-import TurndownService from 'turndown';
-import { extractText, getDocumentProxy } from 'unpdf';
+//
+// The parsing libraries are loaded on first use of their format (several MiB each, and tens of ms at
+// start): a process that never parses a PDF never loads pdf.js.
+import type TurndownService from 'turndown';
 import { markdownBlocks, textBlocks, type Block } from './blocks.js';
 import { checkZip, ZipRefused } from './zip-guard.js';
 
@@ -27,24 +25,27 @@ function utf8(bytes: Buffer): string {
   return bytes.toString('utf8').replace(/^\uFEFF/, '');
 }
 
-function turndown(): TurndownService {
+async function turndown(): Promise<TurndownService> {
+  const { default: TurndownService } = await import('turndown');
   const t = new TurndownService({ headingStyle: 'atx', codeBlockStyle: 'fenced', bulletListMarker: '-' });
   t.remove(['script', 'style', 'noscript', 'iframe', 'object', 'embed']);
   return t;
 }
 
-function parseHtml(html: string): Parsed {
+async function parseHtml(html: string): Promise<Parsed> {
+  const [{ parseHTML }, { Readability }] = await Promise.all([import('linkedom'), import('@mozilla/readability')]);
   const { document } = parseHTML(html);
   // Readability mutates the DOM it reads: it gets its own copy, the fallback keeps the original body.
   const article = new Readability(parseHTML(html).document as unknown as ConstructorParameters<typeof Readability>[0], { charThreshold: 0 }).parse();
   const title = (article?.title ?? document.title ?? '').trim() || undefined;
   const body = article?.content ?? document.body?.innerHTML ?? '';
-  const blocks = markdownBlocks(turndown().turndown(body));
+  const blocks = markdownBlocks((await turndown()).turndown(body));
   if (title && !(blocks[0]?.kind === 'heading' && blocks[0].text === title)) blocks.unshift({ kind: 'heading', level: 1, text: title });
   return { blocks, ...(title ? { title } : {}) };
 }
 
 async function parsePdf(bytes: Buffer): Promise<Parsed> {
+  const { extractText, getDocumentProxy } = await import('unpdf');
   let pdf;
   try {
     pdf = await getDocumentProxy(new Uint8Array(bytes), { verbosity: 0, isEvalSupported: false, stopAtErrors: true });
@@ -72,16 +73,18 @@ async function parseDocx(bytes: Buffer, limits: ParseLimits): Promise<Parsed> {
     if (err instanceof ZipRefused) throw new ParseFailure(`the docx cannot be unpacked safely: ${err.message}`);
     throw err;
   }
+  const { default: mammoth } = await import('mammoth');
   let html: string;
   try {
     html = (await mammoth.convertToHtml({ buffer: bytes })).value;
   } catch (err) {
     throw new ParseFailure(`not a readable docx (${(err as Error).message})`);
   }
-  return { blocks: markdownBlocks(turndown().turndown(html)) };
+  return { blocks: markdownBlocks((await turndown()).turndown(html)) };
 }
 
-function parseCsv(text: string): Parsed {
+async function parseCsv(text: string): Promise<Parsed> {
+  const { default: Papa } = await import('papaparse');
   const result = Papa.parse<string[]>(text, { skipEmptyLines: 'greedy' });
   const rows = result.data;
   if (!rows.length) return { blocks: [] };
@@ -130,10 +133,10 @@ export async function parseDocument(bytes: Buffer, mediaType: string, limits: Pa
       parsed = { blocks: markdownBlocks(utf8(bytes)) };
       break;
     case 'text/html':
-      parsed = parseHtml(utf8(bytes));
+      parsed = await parseHtml(utf8(bytes));
       break;
     case 'text/csv':
-      parsed = parseCsv(utf8(bytes));
+      parsed = await parseCsv(utf8(bytes));
       break;
     case 'application/json':
       parsed = parseJson(utf8(bytes));

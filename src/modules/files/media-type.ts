@@ -2,8 +2,8 @@
 // (docx, xlsx, pptx, odt…) are told apart by the names in their central directory only, without
 // inflating anything: a zip bomb is sniffed as safely as any other file. Formats file-type cannot
 // sniff (plain text, Markdown, CSV, JSON, HTML) are recognised as text, then by content and extension.
+// file-type (and the tokenizer stack under it) is loaded on the first file that needs sniffing.
 import { open } from 'node:fs/promises';
-import { fileTypeFromBuffer, fileTypeFromFile } from 'file-type';
 
 const TEXT_HEAD_BYTES = 64 * 1024;
 const ZIP_TAIL_BYTES = 66_000; // the end-of-central-directory record sits within the last 64 KiB + 22 bytes
@@ -123,6 +123,7 @@ export async function sniffMediaType(filePath: string, size: number, name: strin
     return names ? zipKind(names) : MEDIA_TYPES.zip;
   }
   // A head that is the whole file says all the file does.
+  const { fileTypeFromBuffer, fileTypeFromFile } = await import('file-type');
   const sniffed = await (size <= TEXT_HEAD_BYTES ? fileTypeFromBuffer(head) : fileTypeFromFile(filePath)).catch(() => undefined);
   if (sniffed) return sniffed.mime;
   const text = decodeText(head);

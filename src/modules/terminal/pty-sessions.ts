@@ -4,10 +4,17 @@
 // revoked (logout) and when the socket driving it goes.
 import { randomUUID } from 'node:crypto';
 import { accessSync, constants } from 'node:fs';
-import { spawn as spawnPty, type IPty } from 'node-pty';
+import { createRequire } from 'node:module';
+import type { IPty } from 'node-pty';
 import { ContractError } from '../../kernel/contract/errors.js';
 import type { Realtime } from '../../kernel/realtime/realtime.js';
 import { commandEnvironment } from './runner.js';
+
+// node-pty (a native addon) is required when the first session opens, synchronously as `open` is: a
+// process that never opens a PTY does not load it.
+const require = createRequire(import.meta.url);
+let ptyModule: typeof import('node-pty') | undefined;
+const nodePty = () => (ptyModule ??= require('node-pty') as typeof import('node-pty'));
 
 export type CloseReason = 'exited' | 'idle' | 'logout' | 'socket' | 'closed' | 'shutdown';
 
@@ -60,7 +67,7 @@ export class PtySessions {
     const mine = [...this.sessions.values()].filter((s) => s.ownerId === o.ownerId).length;
     if (mine >= o.maxPerUser) throw new ContractError('conflict', `at most ${o.maxPerUser} interactive sessions per user; close one first`);
     const shell = usableShell(o.shell);
-    const pty = spawnPty(shell, shell.endsWith('bash') ? ['--noprofile', '--norc'] : [], {
+    const pty = nodePty().spawn(shell, shell.endsWith('bash') ? ['--noprofile', '--norc'] : [], {
       name: 'xterm-256color',
       cols: o.cols,
       rows: o.rows,
