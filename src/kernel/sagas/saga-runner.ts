@@ -169,7 +169,13 @@ class SagaExecution {
       }
 
       rec = { ...rec, status: 'started', attempts: rec.attempts + 1, startedAt: now() };
-      await this.write({ steps: [rec], currentStep: step.name }, i, rec);
+      // The intent goes out before the call and is confirmed before anything else is written, but the
+      // call does not wait for Redis to answer it: the call is made under its idempotency key, so if
+      // this process dies before the intent landed, the resumed saga (finding the step pending) makes
+      // the same call again, exactly as when it dies after. A lost lease surfaces here, after the call,
+      // as it would at the outcome write.
+      const intent = this.write({ steps: [rec], currentStep: step.name }, i, rec);
+      intent.catch(() => undefined);
 
       let result: unknown;
       let failure: ContractError | undefined;
@@ -178,6 +184,7 @@ class SagaExecution {
       } catch (err) {
         failure = this.contractError(err, step.name, 'step');
       }
+      await intent;
 
       if (!failure) {
         const { finishedAt: _previous, ...started } = withoutError(rec);
@@ -356,6 +363,7 @@ class SagaExecution {
   /** Writes a change (with whatever was deferred) and, once it landed, mirrors it in memory. */
   private async write(change: SagaChange, stepIndex?: number, step?: SagaStepRecord): Promise<void> {
     const deferred = this.deferred;
+    this.deferred = { steps: [] };
     if (deferred.steps.length) {
       const later = new Set((change.steps ?? []).map((s) => s.name));
       change = {
@@ -365,7 +373,6 @@ class SagaExecution {
       };
     }
     await this.deps.journal.write(this.rec.id, this.lease, change, now());
-    if (this.deferred === deferred) this.deferred = { steps: [] };
     if (stepIndex !== undefined && step) this.rec.steps[stepIndex] = step;
     if (change.status) this.rec.status = change.status.to;
     if (change.error) this.rec.error = change.error;
