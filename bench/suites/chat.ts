@@ -93,19 +93,18 @@ async function baseline(fake: FakeOllama): Promise<LoadResult> {
   return { turnsPerS: done / ((Date.now() - startedMeasure) / 1000), ttft, relay, failed: 0 };
 }
 
-const redisDetail = new Map<string, number>();
-
-async function redisCalls(redisUrl: string): Promise<number> {
+async function redisCalls(redisUrl: string): Promise<{ total: number; byCommand: Map<string, number> }> {
   const r = new IORedis(redisUrl, { lazyConnect: true });
   try {
     await r.connect();
     const info = await r.info('commandstats');
     let total = 0;
+    const byCommand = new Map<string, number>();
     for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
       total += Number(m[2]);
-      if (process.env.CHAT_BENCH_REDIS_DETAIL) redisDetail.set(m[1]!, Number(m[2]) - (redisDetail.get(m[1]!) ?? 0));
+      byCommand.set(m[1]!, Number(m[2]));
     }
-    return total;
+    return { total, byCommand };
   } finally {
     r.disconnect();
   }
@@ -143,7 +142,7 @@ async function chatLoad(fake: FakeOllama, url: string, pids: number[], redisUrl?
     const stopAt = Date.now() + WARMUP_MS + DURATION_MS;
     const cpu = () => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
     let cpuAtStart = 0;
-    let redisAtStart: Promise<number> | undefined;
+    let redisAtStart: ReturnType<typeof redisCalls> | undefined;
     setTimeout(() => {
       measuring = true;
       cpuAtStart = cpu();
@@ -190,10 +189,12 @@ async function chatLoad(fake: FakeOllama, url: string, pids: number[], redisUrl?
     );
     const cpuUsed = cpu() - cpuAtStart;
     const elapsedS = (Date.now() - startedMeasure) / 1000;
-    const redisUsed = redisUrl && redisAtStart ? (await redisCalls(redisUrl)) - (await redisAtStart) : undefined;
-    if (process.env.CHAT_BENCH_REDIS_DETAIL) {
-      // Per command, per turn (a profiling aid): which calls a turn makes.
-      process.stderr.write(`${[...redisDetail].filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${fmt(n / done, 1)}`).join('\n')}\n`);
+    const [redisAfter, redisBefore] = redisUrl && redisAtStart ? [await redisCalls(redisUrl), await redisAtStart] : [];
+    const redisUsed = redisAfter && redisBefore ? redisAfter.total - redisBefore.total : undefined;
+    if (process.env.CHAT_BENCH_REDIS_DETAIL && redisAfter && redisBefore) {
+      // Per command, per turn, over the measured window (a profiling aid): which calls a turn makes.
+      const per = [...redisAfter.byCommand].map(([c, n]) => [c, (n - (redisBefore.byCommand.get(c) ?? 0)) / done] as const);
+      process.stderr.write(`${per.filter(([, n]) => n >= 0.05).sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${fmt(n, 1)}`).join('\n')}\n`);
     }
     return {
       turnsPerS: done / elapsedS,
@@ -271,7 +272,7 @@ async function withChildren<T>(redis: TestRedis, fake: FakeOllama, lifted: boole
     if (lifted) {
       const port = await freePort();
       children.push(await spawnApp({ ...common, PORT: String(port), AUTOBOT_MODULES: 'llm' }, { script: MAIN, timeoutMs: 60_000 }));
-      env = { ...env, AUTOBOT_MODULES: 'config,health,chats,history,messages', AUTOBOT_REMOTE_MODULES: `llm=http://127.0.0.1:${port}` };
+      env = { ...env, AUTOBOT_MODULES: 'config,health,chats,history,messages,terminal,browser', AUTOBOT_REMOTE_MODULES: `llm=http://127.0.0.1:${port}` };
     }
     const main = await spawnApp(env, { script: MAIN, timeoutMs: 60_000 });
     children.push(main);
