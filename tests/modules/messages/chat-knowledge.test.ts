@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createParser } from 'eventsource-parser';
 import type { TestApp } from '../../support/app.js';
-import { startFakeOllama, type FakeOllama, type RecordedRequest } from '../../support/fake-ollama.js';
+import { DEFAULT_FAKE_MODELS, startFakeOllama, type FakeOllama, type RecordedRequest } from '../../support/fake-ollama.js';
 import { startTestRedis, type TestRedis } from '../../support/redis.js';
 import { ADMIN_TOKEN, USER_TOKEN, bearer } from '../../support/test-auth.js';
 import { api, eventually, uploadIndexed } from '../search/support/search-app.js';
@@ -65,8 +65,8 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-async function newChat(url: string, useKnowledge: boolean): Promise<{ id: string }> {
-  const r = await api<{ id: string; useKnowledge: boolean }>(url, USER_TOKEN, 'POST', '/chats', { title: 'knowledge', useKnowledge });
+async function newChat(url: string, useKnowledge: boolean, model?: string): Promise<{ id: string }> {
+  const r = await api<{ id: string; useKnowledge: boolean }>(url, USER_TOKEN, 'POST', '/chats', { title: 'knowledge', useKnowledge, ...(model ? { model } : {}) });
   expect(r.status).toBe(201);
   expect(r.body.useKnowledge).toBe(useKnowledge);
   return r.body;
@@ -158,6 +158,34 @@ describe('answers with citations', () => {
     expect(regenerated.status).toBe('complete');
     expect(regenerated.citations?.[0]).toMatchObject({ sourceType: 'fact', sourceId: fact.body.id });
     expect(promptFor(question)[0]!.content).toContain('[1] The greenhouse thermometer must stay below 30 degrees');
+  });
+
+  it("counts the sources against the model's context window: fewer in a small one, none when nothing fits", async () => {
+    fake.setModels([
+      ...DEFAULT_FAKE_MODELS,
+      { name: 'small:1b', family: 'llama', contextLength: 700, capabilities: ['completion'] },
+      { name: 'tiny:1b', family: 'llama', contextLength: 300, capabilities: ['completion'] },
+    ]);
+    try {
+      const question = 'Which lamp of the Skerryvore lighthouse needs paraffin, and how is the lens polished?';
+      fake.script({ tokens: ['Answer [1].'] });
+      const wide = finalMessage(await ask(app.url, (await newChat(app.url, true)).id, question));
+      const narrow = finalMessage(await ask(app.url, (await newChat(app.url, true, 'small:1b')).id, question));
+      expect(narrow.status).toBe('complete');
+      expect(narrow.citations!.length).toBeGreaterThan(0);
+      expect(narrow.citations!.length).toBeLessThan(wide.citations!.length);
+      expect(narrow.citations![0]!.sourceId).toBe(lighthouse.id);
+      // The prompt the small model got fits its window less the reply reserve (half of it): 350 tokens.
+      const prompt = fake.chats().filter((r) => r.body?.model === 'small:1b').at(-1)!.body!.messages as { content: string }[];
+      expect(prompt.reduce((sum, m) => sum + Math.ceil(m.content.length / 3.5) + 4, 0)).toBeLessThanOrEqual(350);
+      // A window too small for any source: the turn answers without, and says why.
+      const tiny = finalMessage(await ask(app.url, (await newChat(app.url, true, 'tiny:1b')).id, question));
+      expect(tiny.status).toBe('complete');
+      expect(tiny.citations).toBeUndefined();
+      expect(tiny.warnings).toEqual([expect.stringMatching(/context window \(300 tokens\) leaves no room for knowledge sources/)]);
+    } finally {
+      fake.setModels(DEFAULT_FAKE_MODELS);
+    }
   });
 
   it('runs no retrieval in a chat without knowledge', async () => {
