@@ -121,6 +121,8 @@ export function createGateway(opts: GatewayOptions): Gateway {
     res.locals.route = '/openapi.json';
     res.json(openapi);
   });
+  // One set of limiters for the REST routes and the socket commands: one budget per user and class.
+  const rateLimits = new RateLimits(runtime.redis(), budgets);
   mountContractRoutes(app, {
     prefix: '/api/v1',
     contracts,
@@ -128,7 +130,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
     port: portOf,
     credentials,
     internalToken: config.AUTOBOT_INTERNAL_TOKEN,
-    rateLimits: new RateLimits(runtime.redis(), budgets),
+    rateLimits,
   });
 
   app.use((req: Request, res: Response) => {
@@ -166,7 +168,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
     logger,
   });
   // Commands the contracts declare (chat:join, message:send, …), called as the socket's user.
-  mountSocketCommands(io, { contracts, port: portOf, logger });
+  mountSocketCommands(io, { contracts, port: portOf, rateLimits, logger });
   return { app, server, io, inFlight: () => inFlight };
 }
 

@@ -35,18 +35,21 @@ export class RateLimits {
     }
   }
 
-  /** Spends one point of `key`'s budget in `cls`; sets RateLimit-* headers; throws rate_limited when spent. */
-  async consume(cls: RateLimitClass, key: string, res: Response): Promise<void> {
+  /**
+   * Spends one point of `key`'s budget in `cls`; sets RateLimit-* headers on `res` (a REST answer; a
+   * socket command has none); throws rate_limited when spent.
+   */
+  async consume(cls: RateLimitClass, key: string, res?: Response): Promise<void> {
     if (cls === 'none') return;
     const limiter = this.limiters.get(cls);
     const budget = this.budgets[cls];
     if (!limiter) return;
     try {
       const r = await limiter.consume(key);
-      setHeaders(res, budget.points, r);
+      if (res) setHeaders(res, budget.points, r);
     } catch (err) {
       if (!(err instanceof RateLimiterRes)) throw err;
-      setHeaders(res, budget.points, err);
+      if (res) setHeaders(res, budget.points, err);
       // The error envelope turns retryAfterS into the Retry-After header, as for any module's refusal.
       throw new ContractError('rate_limited', 'Too many requests, slow down', { retryAfterS: Math.max(1, Math.ceil(err.msBeforeNext / 1000)) });
     }

@@ -232,6 +232,8 @@ export interface SocketCommandDef<OpName extends string = string> {
   readonly input?: (payload: unknown, socket: SocketInfo) => unknown;
   readonly join?: (input: unknown, result: unknown) => string;
   readonly leave?: (input: unknown, result: unknown) => string;
+  /** Its rate-limit class; default: the class of the REST route calling the same operation, else `default`. */
+  readonly rateLimit?: RateLimitClass;
   readonly summary?: string;
 }
 

@@ -235,8 +235,9 @@ export const terminalContract = defineContract({
   settings: terminalSettings,
   sockets: [
     { event: 'approval:decide', operation: 'decideApproval', auth: 'user', summary: '{approvalId, approve, remember?}' },
-    { event: 'terminal:input', operation: 'sessionInput', auth: 'admin', input: withSocket, summary: '{sessionId, data}' },
-    { event: 'terminal:resize', operation: 'sessionResize', auth: 'admin', input: withSocket, summary: '{sessionId, cols, rows}' },
+    // Keystrokes and window sizes of an admin's interactive shell: a limit per event would cut off typing.
+    { event: 'terminal:input', operation: 'sessionInput', auth: 'admin', input: withSocket, rateLimit: 'none', summary: '{sessionId, data}' },
+    { event: 'terminal:resize', operation: 'sessionResize', auth: 'admin', input: withSocket, rateLimit: 'none', summary: '{sessionId, cols, rows}' },
   ],
   // The sessions a socket drives close when it goes.
   socketDisconnect: 'socketClosed',
