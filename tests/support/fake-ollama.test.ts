@@ -42,6 +42,12 @@ describe('fake Ollama through the ollama client', () => {
     expect(r.message.content).toBe('ok');
     expect(r.message.tool_calls).toEqual([{ function: { name: 'get_time', arguments: { tz: 'UTC' } } }]);
     expect(fake.chats().at(-1)!.body?.tools).toHaveLength(1);
+    // Without tools in the request, as Ollama, no tool calls: the reply is text only.
+    const streamed = await client.chat({ model: 'mistral:7b-instruct', messages: [{ role: 'user', content: 'time?' }], stream: true });
+    const parts = [];
+    for await (const part of streamed) parts.push(part);
+    expect(parts.map((p) => p.message.content).join('')).toBe('ok');
+    expect(parts.some((p) => p.message.tool_calls?.length)).toBe(false);
   });
 
   it('refuses tools for a model without the capability, and unknown models with 404', async () => {

@@ -36,7 +36,10 @@ export interface ChatScript {
   failAfter?: { tokens: number; mode?: 'error' | 'drop'; error?: string };
   /** Never answer (`before`: not even headers) or stop after the first delta and never finish (`after`). */
   hang?: 'before' | 'after';
-  /** Tool calls sent after the tokens, in one `message.tool_calls` chunk. */
+  /**
+   * Tool calls sent after the tokens, in one `message.tool_calls` chunk, when the request offers
+   * `tools` (as Ollama, which parses no tool calls out of a reply to a request without tools).
+   */
   toolCalls?: { name: string; arguments: Record<string, unknown> }[];
   doneReason?: string;
   promptEvalCount?: number;
@@ -196,6 +199,7 @@ export async function startFakeOllama(opts: FakeOllamaOptions = {}): Promise<Fak
     }
     const s: ChatScript = { ...defaultScript, ...(queue.shift() ?? {}) };
     const tokens = s.tokens ?? DEFAULT_TOKENS;
+    const toolCalls = Array.isArray(body.tools) && body.tools.length > 0 ? s.toolCalls : undefined;
     const stream = body.stream !== false;
     const gone = () => rec.aborted;
 
@@ -237,7 +241,7 @@ export async function startFakeOllama(opts: FakeOllamaOptions = {}): Promise<Fak
         message: {
           role: 'assistant',
           content: stream ? '' : text,
-          ...(!stream && s.toolCalls ? { tool_calls: s.toolCalls.map((c) => ({ function: c })) } : {}),
+          ...(!stream && toolCalls ? { tool_calls: toolCalls.map((c) => ({ function: c })) } : {}),
         },
       };
     };
@@ -284,8 +288,8 @@ export async function startFakeOllama(opts: FakeOllamaOptions = {}): Promise<Fak
       rec.tokensSent++;
       if (s.hang === 'after') return;
     }
-    if (s.toolCalls && kind === 'chat') {
-      res.write(`${JSON.stringify(chunk('', { tool_calls: s.toolCalls.map((c) => ({ function: c })) }))}\n`);
+    if (toolCalls && kind === 'chat') {
+      res.write(`${JSON.stringify(chunk('', { tool_calls: toolCalls.map((c) => ({ function: c })) }))}\n`);
       rec.firstTokenAt ??= Date.now();
     }
     rec.finished = true;
