@@ -21,10 +21,12 @@ export const CITE_INSTRUCTION =
   'After each statement taken from a source, cite it by its number in square brackets, like [1] or [2][3]. ' +
   'Cite only sources you used. If the sources do not hold the answer, say so before answering otherwise.';
 
-/** The system prompt with the sources after it, each as `[n] title › headings` and its text. */
+/** The system prompt with the sources after it: a chunk as `[n] title › headings` and its text, a fact as `[n] fact` (its own title). */
 export function withSources(system: string, sources: readonly RetrievedSource[]): string {
   if (!sources.length) return system;
-  const listed = sources.map((src) => `[${src.n}] ${[src.title, ...(src.headingPath ?? [])].join(' › ')}\n${src.text}`);
+  const listed = sources.map((src) =>
+    src.sourceType === 'fact' ? `[${src.n}] ${src.text}` : `[${src.n}] ${[src.title, ...(src.headingPath ?? [])].join(' › ')}\n${src.text}`,
+  );
   return `${system}\n\n${CITE_INSTRUCTION}\n\nSources:\n\n${listed.join('\n\n')}`;
 }
 

@@ -157,7 +157,9 @@ describe('answers with citations', () => {
     expect(fake.chats().length).toBeGreaterThan(asked);
     expect(regenerated.status).toBe('complete');
     expect(regenerated.citations?.[0]).toMatchObject({ sourceType: 'fact', sourceId: fact.body.id });
+    // A fact is its own title: quoted once.
     expect(promptFor(question)[0]!.content).toContain('[1] The greenhouse thermometer must stay below 30 degrees');
+    expect(promptFor(question)[0]!.content.split('greenhouse thermometer')).toHaveLength(2);
   });
 
   it("counts the sources against the model's context window: fewer in a small one, none when nothing fits", async () => {
