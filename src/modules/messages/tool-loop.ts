@@ -68,17 +68,22 @@ export class ToolLoop {
     const { journal, stepKey, settings } = this.d;
     const convo = [...messages];
     const past = resume ? await journal.rounds(stepKey) : [];
-    for (const [i, round] of past.entries()) {
-      convo.push(assistantTurn(round.text, round.calls));
-      for (const call of round.calls) convo.push(await this.settle(call));
-      this.state.text = round.content;
-      this.state.seq = round.seq;
-      this.state.rounds = i + 1;
-      this.state.usage = this.state.usage ?? { promptTokens: 0, completionTokens: 0, timeToFirstTokenMs: 0, durationMs: 0 };
-      this.state.usage.promptTokens = round.promptTokens;
-      this.state.usage.completionTokens = round.completionTokens;
+    const last = past.at(-1);
+    if (last) {
+      // The answer as it was after the last journaled round (whatever ends the loop now keeps it).
+      this.state.text = last.content;
+      this.state.seq = last.seq;
+      this.state.rounds = past.length;
+      this.state.usage = { promptTokens: last.promptTokens, completionTokens: last.completionTokens, timeToFirstTokenMs: 0, durationMs: 0 };
+      this.d.onRestore(this.state.text);
     }
-    if (past.length) this.d.onRestore(this.state.text);
+    for (const round of past) {
+      convo.push(assistantTurn(round.text, round.calls));
+      for (const call of round.calls) {
+        convo.push(await this.settle(call));
+        if (this.d.signal.aborted) throw this.d.signal.reason;
+      }
+    }
     for (;;) {
       const offer = offerTools && this.state.rounds < settings.maxToolRounds && this.state.toolCalls.length < MAX_CALLS;
       const before = this.state.text;
@@ -89,8 +94,9 @@ export class ToolLoop {
       const room = MAX_CALLS - this.state.toolCalls.length;
       const calls: ProposedCall[] = asked.slice(0, room).map((c, i) => ({ id: `call_${this.state.rounds}_${i + 1}`, tool: c.name, arguments: c.arguments }));
       if (!offer) {
-        // Past the limit (or tools off) and the model still asks: nothing runs; the answer ends here.
-        for (const call of calls) this.show(call, { status: 'skipped', result: { error: 'not run: the limit of tool rounds for one answer was reached' } });
+        // No tools were offered (the round limit, or tools off) and the model still asks: nothing runs;
+        // the answer ends here.
+        for (const call of calls) this.show(call, { status: 'skipped', result: { error: 'not run: no tools were offered for this round (the limit of tool rounds was reached)' } });
         return;
       }
       // Journaled before any of them runs: a resumed loop knows them by the same ids.
