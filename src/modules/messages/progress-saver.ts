@@ -1,5 +1,7 @@
 // Saves the text of a streaming answer while it grows, at most `intervalMs` behind and never two saves
-// at once: a client that lost deltas (or reconnects) reads the text so far from the transcript.
+// at once: a client that lost deltas (or reconnects) reads the text so far from the transcript. The
+// first save too waits an interval after the first text: an answer that ends sooner is saved whole by
+// the turn's next step, and saving its first token at once would only cost two round trips.
 export class ProgressSaver {
   private text = '';
   private savedText = '';
@@ -17,6 +19,8 @@ export class ProgressSaver {
   update(text: string): void {
     this.text = text;
     if (this.timer || this.closed) return;
+    // Nothing saved yet: the text is as far behind as the first token is old.
+    if (this.lastSaveAt === 0) this.lastSaveAt = Date.now();
     const wait = Math.max(0, this.lastSaveAt + this.intervalMs - Date.now());
     this.timer = setTimeout(() => {
       this.timer = undefined;
