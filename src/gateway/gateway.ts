@@ -163,10 +163,13 @@ export function createGateway(opts: GatewayOptions): Gateway {
     credentials,
     clientAddress: (raw) => clientAddressOf(app, raw),
     corsOrigins: config.AUTOBOT_CORS_ORIGINS,
-    pub: connections.blocking('socket.io-pub'),
+    pub: connections.publisher('socket.io-pub'),
     sub: connections.blocking('socket.io-sub'),
     logger,
   });
+  // Pushes of this process's modules reach its own sockets directly (and other instances through the adapter).
+  runtime.realtime.attachLocal(io);
+  server.once('close', () => runtime.realtime.attachLocal(undefined));
   // Commands the contracts declare (chat:join, message:send, …), called as the socket's user.
   mountSocketCommands(io, { contracts, port: portOf, rateLimits, logger });
   return { app, server, io, inFlight: () => inFlight };

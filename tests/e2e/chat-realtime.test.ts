@@ -3,11 +3,12 @@
 // the socket, chat:join of another user's chat refused; POST /messages answers 202, or with
 // `Accept: text/event-stream` streams the same events as server-sent events.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { io as connectSocket, type Socket } from 'socket.io-client';
+import type { Socket } from 'socket.io-client';
 import { createParser } from 'eventsource-parser';
 import type { TestApp } from '../support/app.js';
 import { startFakeOllama, type FakeOllama } from '../support/fake-ollama.js';
 import { startTestRedis, type TestRedis } from '../support/redis.js';
+import { openTab, type Tab } from '../support/socket-tab.js';
 import { ADMIN_TOKEN, USER_TOKEN, bearer } from '../support/test-auth.js';
 import { startChatApp, until } from '../modules/messages/chat-app.js';
 
@@ -34,19 +35,7 @@ interface Ack<T = unknown> {
   error?: { code: string; message: string };
 }
 
-async function tab(token = USER_TOKEN): Promise<Socket & { got: { event: string; data: Record<string, unknown> }[] }> {
-  const s = connectSocket(app.url, { path: '/ws', auth: { token }, transports: ['websocket'], forceNew: true }) as Socket & {
-    got: { event: string; data: Record<string, unknown> }[];
-  };
-  s.got = [];
-  s.onAny((event: string, data: Record<string, unknown>) => s.got.push({ event, data }));
-  sockets.push(s);
-  await new Promise<void>((resolve, reject) => {
-    s.once('connect', () => resolve());
-    s.once('connect_error', reject);
-  });
-  return s;
-}
+const tab = (token = USER_TOKEN): Promise<Tab> => openTab(app.url, token, sockets);
 
 const ask = <T>(s: Socket, event: string, payload: unknown) => s.emitWithAck(event, payload) as Promise<Ack<T>>;
 

@@ -1,6 +1,8 @@
 // The realtime port: modules push to browsers (a user's sockets, a chat's room) without knowing where the
 // socket.io server runs. It rides the socket.io Redis emitter, so it works from any process and any
-// instance sharing Redis.
+// instance sharing Redis. In a process that runs the socket.io server itself, pushes go through that
+// server instead: its sockets get them at once (no trip through Redis and back), and its Redis adapter
+// publishes them to the other instances as the emitter would.
 import { Emitter } from '@socket.io/redis-emitter';
 import type { Redis } from 'ioredis';
 
@@ -46,19 +48,35 @@ class BatchingPublisher {
   }
 }
 
+/** What the port needs of a socket.io server running in this process (a `Server` with the Redis adapter). */
+export interface LocalSockets {
+  to(room: string): { emit(event: string, ...args: unknown[]): unknown };
+}
+
 export class Realtime {
   private readonly emitter: Emitter;
+  private local: LocalSockets | undefined;
 
   constructor(client: Redis) {
     this.emitter = new Emitter(new BatchingPublisher(client));
   }
 
+  /** The socket.io server of this process (undefined: none, or it closed): pushes go through it. */
+  attachLocal(io: LocalSockets | undefined): void {
+    this.local = io;
+  }
+
   toUser(userId: string, event: string, payload: unknown): void {
-    this.emitter.to(userRoom(userId)).emit(event, payload);
+    this.push(userRoom(userId), event, payload);
   }
 
   toChat(chatId: string, event: string, payload: unknown): void {
-    this.emitter.to(chatRoom(chatId)).emit(event, payload);
+    this.push(chatRoom(chatId), event, payload);
+  }
+
+  private push(room: string, event: string, payload: unknown): void {
+    if (this.local) this.local.to(room).emit(event, payload);
+    else this.emitter.to(room).emit(event, payload);
   }
 
   /** Closes every open socket of a user (after revocation of all their sessions), on every instance. */

@@ -54,6 +54,14 @@ export class RedisConnections {
     return this.create({ db: KERNEL_DB, keyPrefix: 'kernel:', maxRetriesPerRequest: 2, enableAutoPipelining: true }, label);
   }
 
+  /**
+   * For publishing (socket.io broadcasts): no prefix, never give up on a command, and the publishes of
+   * one tick go out as one write (a streamed reply pushes a burst of deltas at once).
+   */
+  publisher(label: string): Redis {
+    return this.create({ db: KERNEL_DB, maxRetriesPerRequest: null, enableAutoPipelining: true }, label);
+  }
+
   /** For BullMQ and blocking reads: no prefix (BullMQ has its own), never give up on a command. */
   blocking(label: string, db = KERNEL_DB): Redis {
     return this.create({ db, maxRetriesPerRequest: null }, label);
