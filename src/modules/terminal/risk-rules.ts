@@ -3,7 +3,7 @@
 // a human's look. Anything that runs other code (shells, interpreters, launchers, programs whose
 // options or repository configuration run programs) is at least `high`; a path leading outside the
 // workspace is at least `high`, and a write there is `forbidden`.
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import { parse, type ParseEntry } from 'shell-quote';
 import type { RiskClass } from './contract.js';
@@ -198,11 +198,14 @@ function summarise(findings: Finding[], pipeline: Pipeline): Classification {
 export function locateProgram(program: string, cwd: string): string | undefined {
   const candidates = program.includes('/') ? [path.resolve(cwd, program)] : SYSTEM_PATH.map((d) => path.join(d, program));
   for (const c of candidates) {
+    // A stat that answers undefined for a missing file first: most PATH directories lack the program, and
+    // a failed accessSync builds an exception (stack and all) on every command's hot path.
+    if (!statSync(c, { throwIfNoEntry: false })) continue;
     try {
       accessSync(c, constants.X_OK);
       return c;
     } catch {
-      // not here
+      // there but not executable for us
     }
   }
   return undefined;

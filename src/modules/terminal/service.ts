@@ -35,6 +35,8 @@ type UserActor = Extract<Actor, { type: 'user' }>;
 type Decision = 'allowed' | 'remembered' | 'pending' | 'refused';
 
 export const EXPIRY_QUEUE = 'approval-expiry';
+/** Tries of a write that follows an answer (see TerminalService.trail). */
+const TRAIL_ATTEMPTS = 4;
 
 function signedIn(): UserActor {
   const actor = currentContext()?.actor;
@@ -105,6 +107,8 @@ export class TerminalService implements Handlers<typeof terminalContract> {
   readonly sessions: PtySessions;
   /** Executions running in this process, so a shutdown can stop them and record it. */
   private readonly running = new Map<string, { abort: AbortController; done: Promise<unknown> }>();
+  /** Writes following answers already given (audit lines, events): see trail(). */
+  private readonly trailing = new Set<Promise<void>>();
   private stopping = false;
 
   constructor(
@@ -153,6 +157,29 @@ export class TerminalService implements Handlers<typeof terminalContract> {
 
   private retentionS(): number {
     return this.settings.current().executionRetentionDays * 86_400;
+  }
+
+  /**
+   * A write that follows an answer: retried with backoff (0.2, 0.8, 3.2 s) until written, else logged
+   * loudly; stop() waits for the ones still going.
+   */
+  private trail(what: string, write: () => Promise<unknown>): void {
+    const job = (async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await write();
+          return;
+        } catch (err) {
+          if (attempt >= TRAIL_ATTEMPTS) {
+            this.logger.error({ err: (err as Error).message, what }, 'a write after an answer failed for good');
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 50 * 4 ** attempt));
+        }
+      }
+    })();
+    this.trailing.add(job);
+    void job.finally(() => this.trailing.delete(job));
   }
 
   private async record(entry: AuditRecord): Promise<void> {
@@ -364,10 +391,12 @@ export class TerminalService implements Handlers<typeof terminalContract> {
         durationMs: r.durationMs,
         finishedAt: new Date().toISOString(),
       };
-      // The record, its audit line and the event go out together (one pipelined batch, not three round trips).
-      await Promise.all([
-        this.executions.save(done, this.retentionS()),
-        this.record({
+      // The answer waits for the record only (a GET of the execution right after must find it). Its audit
+      // line and the event follow off the critical path, durably: sent in the same tick (the audit line
+      // rides the record's pipeline), retried until written, and awaited by stop().
+      const saved = this.executions.save(done, this.retentionS());
+      this.trail(`audit of ${exec.id}`, () =>
+        this.audit.append({
           kind: 'execution',
           actorId: who.actorId,
           ownerId: exec.ownerId,
@@ -380,9 +409,10 @@ export class TerminalService implements Handlers<typeof terminalContract> {
           durationMs: r.durationMs,
           executionId: exec.id,
           ...(exec.approvalId ? { approvalId: exec.approvalId } : {}),
-        }),
-        this.finished(done),
-      ]);
+        }, this.settings.current().auditMaxEntries),
+      );
+      this.trail(`finished event of ${exec.id}`, () => this.finished(done));
+      await saved;
       return done;
     })();
     this.running.set(exec.id, { abort, done: work.catch(() => undefined) });
@@ -671,6 +701,8 @@ export class TerminalService implements Handlers<typeof terminalContract> {
     this.stopping = true;
     await this.sessions.closeAll();
     for (const r of this.running.values()) r.abort.abort();
+    const until = Date.now() + deadlineMs;
     await Promise.race([Promise.all([...this.running.values()].map((r) => r.done)), new Promise((r) => setTimeout(r, deadlineMs))]);
+    await Promise.race([Promise.all([...this.trailing]), new Promise((r) => setTimeout(r, Math.max(0, until - Date.now())))]);
   }
 }
