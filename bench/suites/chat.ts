@@ -265,7 +265,9 @@ async function withChildren<T>(redis: TestRedis, fake: FakeOllama, lifted: boole
   const dir = mkdtempSync(path.join(tmpdir(), 'abbc-'));
   const children: ChildApp[] = [];
   const common = { REDIS_URL: redis.url, OLLAMA_URL: fake.url, AUTOBOT_DATA_DIR: dir, AUTOBOT_INTERNAL_TOKEN: INTERNAL, AUTOBOT_RATE_LIMITS: LIMITS, LOG_LEVEL: 'warn',
-    // e.g. CHAT_BENCH_NODE_OPTIONS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the AutoBot process(es).
+    // e.g. CHAT_BENCH_NODE_OPTIONS="--import /tmp/profiler.mjs" (a module starting node:inspector's
+    // Profiler and writing it out on SIGTERM) to profile the AutoBot process(es): Node 20 refuses
+    // --cpu-prof in NODE_OPTIONS.
     ...(process.env.CHAT_BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.CHAT_BENCH_NODE_OPTIONS } : {}) };
   try {
     let env: Record<string, string> = { ...common, PORT: '0' };
