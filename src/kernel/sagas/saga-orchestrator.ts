@@ -443,6 +443,7 @@ export class SagaOrchestrator {
       const got = await this.journal.acquireLease(lease, this.lockDurationMs);
       if (!got.acquired) {
         // Its driver is alive (or died less than a lease ago): look again when the lease would expire.
+        this.logger.debug({ sagaId, leaseLeftMs: got.remainingMs }, 'saga lease held elsewhere; its job sleeps until the lease would expire');
         await job.moveToDelayed(Date.now() + Math.max(got.remainingMs, 20) + 20, token);
         return 'held';
       }

@@ -76,6 +76,27 @@ describe('saga placement', () => {
     expect(await h.raw.exists(`kernel:saga-lease:${id}`)).toBe(0);
   });
 
+  it('lets a live driver finish a step longer than its lease: the recovery job comes due and goes back to sleep', async () => {
+    await h.setBalances({ alice: 100, bob: 0, carol: 10 });
+    const ranBy: string[] = [];
+    const lease = { lockDurationMs: 300, stalledIntervalMs: 150 };
+    const other = h.orchestrator(h.ledger({ before: () => void ranBy.push('other') }), lease);
+    await other.startWorker(['test.transfer']);
+    const slow = async (op: string, key: string) => {
+      // Several lease periods: the recovery job comes due meanwhile, more than once.
+      if (key.endsWith(':creditTarget')) await new Promise((r) => setTimeout(r, 1500));
+    };
+    const starter = h.orchestrator(h.ledger({ before: () => void ranBy.push('starter'), after: slow }), lease);
+    await starter.startWorker(['test.transfer']);
+
+    const id = await starter.start('test.transfer', input, { id: 'placed-slow' });
+    const saga = await waitForSaga(starter, id, ['completed', 'compensated', 'failed']);
+    expect(saga.status).toBe('completed');
+    // Nobody took the saga over from its live driver: every step ran once, there.
+    expect(saga.steps.map((s) => s.attempts)).toEqual([1, 1, 1]);
+    expect(ranBy).toEqual(['starter', 'starter', 'starter']);
+  });
+
   describe('in the runtime', () => {
     let fake: FakeOllama;
     beforeAll(async () => {
