@@ -437,8 +437,6 @@ export class SagaOrchestrator {
     const sagaId = job.data.sagaId;
     const work = (async (): Promise<RunOutcome | 'held'> => {
       if (this.stopping.signal.aborted) return 'paused';
-      const rec = await this.journal.load(sagaId);
-      if (rec && isTerminal(rec.status)) return 'finished';
       const lease: SagaLease = { key: leaseKey(sagaId), token: token ?? randomUUID() };
       const got = await this.journal.acquireLease(lease, this.lockDurationMs);
       if (!got.acquired) {
@@ -446,6 +444,17 @@ export class SagaOrchestrator {
         this.logger.debug({ sagaId, leaseLeftMs: got.remainingMs }, 'saga lease held elsewhere; its job sleeps until the lease would expire');
         await job.moveToDelayed(Date.now() + Math.max(got.remainingMs, 20) + 20, token);
         return 'held';
+      }
+      // Read under the lease, never before: a driver's last write gives the lease up with the final
+      // status, so a journal read earlier could show a saga that has finished since.
+      const rec = await this.journal.load(sagaId).catch(async (err: unknown) => {
+        await this.journal.releaseLease(lease).catch(() => undefined);
+        throw err;
+      });
+      if (!rec || isTerminal(rec.status)) {
+        await this.journal.releaseLease(lease);
+        if (!rec) this.logger.warn({ sagaId }, 'saga job has no journal record; dropped');
+        return 'finished';
       }
       const release = this.hold(sagaId, lease);
       try {
