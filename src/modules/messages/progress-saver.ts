@@ -28,6 +28,15 @@ export class ProgressSaver {
     }, wait);
   }
 
+  /** Saves `text` now, not an interval later: a resumed answer replacing what the transcript shows. */
+  saveNow(text: string): void {
+    this.text = text;
+    if (this.closed) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.flush();
+  }
+
   private flush(): void {
     if (this.closed || this.text === this.savedText) return;
     if (this.inFlight) {

@@ -361,7 +361,7 @@ export class MessagesService implements Handlers<typeof messagesContract> {
             this.emit(turn, 'message:delta', { chatId: turn.chatId, messageId: turn.assistantMessageId, turnId: turn.turnId, seq: answer.seq, delta });
             saver.update(answer.text);
           },
-          onRestore: (text) => saver.update(text),
+          onRestore: (text) => saver.saveNow(text),
           emit: (event, data) => this.emit(turn, event, data),
         },
         answer,
