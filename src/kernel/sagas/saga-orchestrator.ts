@@ -419,8 +419,11 @@ export class SagaOrchestrator {
       // After the workers closed (shutdown does it), so that none of ours takes it up again.
       if (outcome === 'paused') this.handBacks.push({ type: rec.type, id: rec.id, queued });
     })();
-    this.running.add(work);
-    void work.finally(() => this.running.delete(work));
+    // Nothing above should throw after the run (each step catches), but a rejection here (say the queue
+    // closed during a shutdown) must be logged, never left unhandled.
+    const tracked = work.catch((err: unknown) => this.logger.warn({ err: (err as Error).message, sagaId: rec.id }, 'saga hand-off after its run failed; a worker resumes it'));
+    this.running.add(tracked);
+    void tracked.finally(() => this.running.delete(tracked));
   }
 
   private async handBack(type: string, id: string, queued: boolean): Promise<void> {
