@@ -5,7 +5,7 @@ import { Server } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { apiKeyRoom, sessionRoom, userRoom } from '../kernel/realtime/realtime.js';
+import { apiKeyRoom, roleRoom, sessionRoom, userRoom } from '../kernel/realtime/realtime.js';
 import { isContractError } from '../kernel/contract/errors.js';
 import type { Credentials } from './credentials.js';
 
@@ -91,8 +91,9 @@ export function createSocketServer(http: HttpServer, opts: SocketServerOptions):
   io.on('connection', (socket) => {
     // Besides the user's room, the room of the credential it came with, so revoking that one
     // credential (a logout, an API key) closes exactly its sockets.
-    const actor = socket.data.actor as { id: string; sessionId?: string; apiKeyId?: string };
-    const rooms = [userRoom(actor.id)];
+    const actor = socket.data.actor as { id: string; roles?: string[]; sessionId?: string; apiKeyId?: string };
+    // And the rooms of its roles, so a module can reach e.g. every admin (approvals only they decide).
+    const rooms = [userRoom(actor.id), ...(actor.roles ?? []).map(roleRoom)];
     if (actor.sessionId) rooms.push(sessionRoom(actor.sessionId));
     if (actor.apiKeyId) rooms.push(apiKeyRoom(actor.apiKeyId));
     void socket.join(rooms);

@@ -10,6 +10,8 @@ export const userRoom = (userId: string) => `user:${userId}`;
 export const chatRoom = (chatId: string) => `chat:${chatId}`;
 export const sessionRoom = (sessionId: string) => `session:${sessionId}`;
 export const apiKeyRoom = (apiKeyId: string) => `apikey:${apiKeyId}`;
+/** Every socket of a user holding `role` (joined at the handshake, from the credential's roles). */
+export const roleRoom = (role: string) => `role:${role}`;
 
 /**
  * What the emitter needs of a Redis client (it only publishes). Publishes made in the same turn of the
@@ -72,6 +74,11 @@ export class Realtime {
 
   toChat(chatId: string, event: string, payload: unknown): void {
     this.push(chatRoom(chatId), event, payload);
+  }
+
+  /** To every signed-in socket of a role (e.g. admins asked to decide an approval only they may give). */
+  toRole(role: string, event: string, payload: unknown): void {
+    this.push(roleRoom(role), event, payload);
   }
 
   private push(room: string, event: string, payload: unknown): void {

@@ -330,7 +330,7 @@ export class TerminalService implements Handlers<typeof terminalContract> {
       this.retentionS(),
     );
     await this.jobs.queue(EXPIRY_QUEUE).add('expire', { approvalId: approval.id }, { jobId: approval.id, delay: ttlS * 1000 });
-    this.realtime.toUser(actor.id, 'approval:requested', {
+    const announced = {
       approvalId: approval.id,
       command: approval.command,
       risk: approval.risk,
@@ -338,7 +338,13 @@ export class TerminalService implements Handlers<typeof terminalContract> {
       needsAdmin: approval.needsAdmin,
       expiresAt: approval.expiresAt,
       ...(approval.executionId ? { executionId: approval.executionId } : {}),
-    });
+    };
+    this.realtime.toUser(actor.id, 'approval:requested', announced);
+    // Only an admin can give it: every admin's open tab hears of it (the owner's name says whose it is);
+    // an admin asking for their own needs no second copy.
+    if (approval.needsAdmin && !actor.roles.includes('admin')) {
+      this.realtime.toRole('admin', 'approval:requested', { ...announced, ownerId: approval.ownerId, ...(approval.ownerName ? { ownerName: approval.ownerName } : {}) });
+    }
     return approval;
   }
 

@@ -134,6 +134,31 @@ describe('approvals over the socket', () => {
     expect(leaked).toBe(0);
   });
 
+  it('asks every admin, and no other user, to decide a critical command only an admin may allow', async () => {
+    const owner = await http.signedInUser(admin.accessToken);
+    const bystander = await http.signedInUser(admin.accessToken);
+    const ownerSocket = await connected(owner.accessToken);
+    const adminSocket = await connected(admin.accessToken);
+    const bystanderSocket = await connected(bystander.accessToken);
+    let leaked = 0;
+    bystanderSocket.on('approval:requested', () => leaked++);
+    const toOwner = next<Record<string, unknown>>(ownerSocket, 'approval:requested');
+    const toAdmin = next<Record<string, unknown>>(adminSocket, 'approval:requested');
+    const held = await json<{ id: string; risk: string; status: string; approvalId: string }>(
+      await http.request('POST', '/terminal/execute', { token: owner.accessToken, body: { command: 'dd if=/dev/zero of=one.bin bs=1 count=1' } }),
+      200,
+    );
+    expect(held).toMatchObject({ risk: 'critical', status: 'pending_approval' });
+    expect(await toOwner).toMatchObject({ approvalId: held.approvalId, needsAdmin: true });
+    expect(await toAdmin).toMatchObject({ approvalId: held.approvalId, needsAdmin: true, risk: 'critical', ownerId: expect.any(String) });
+    // The owner cannot allow it; the admin who heard of it can, over the same socket.
+    expect(await emit(ownerSocket, 'approval:decide', { approvalId: held.approvalId, approve: true })).toMatchObject({ ok: false, error: { code: 'forbidden' } });
+    const pushed = next<{ execution: { id: string; status: string } }>(ownerSocket, 'terminal:execution', (p) => p.execution.id === held.id);
+    expect(await emit(adminSocket, 'approval:decide', { approvalId: held.approvalId, approve: true })).toMatchObject({ ok: true, data: { approval: { status: 'approved' } } });
+    expect((await pushed).execution).toMatchObject({ status: 'completed' });
+    expect(leaked).toBe(0);
+  });
+
   it('announces an expiry to the owner without anyone asking', async () => {
     const owner = await http.signedInUser(admin.accessToken);
     const socket = await connected(owner.accessToken);
