@@ -292,8 +292,16 @@ for (const file of readdirSync(path.join(root, 'bench/suites')).filter((f) => f.
   const mod = (await import(`./suites/${file}`)) as { run: () => Promise<void> };
   suites[file.replace(/\.ts$/, '')] = mod.run;
 }
+// A name picks that suite, or the family of suites named `<name>-…` (`automation` runs
+// automation-terminal and automation-browser); a name that picks nothing is a mistake, said at once.
+const picks = (name: string, wanted: string) => name === wanted || name.startsWith(`${wanted}-`);
+const unknown = only.filter((w) => !Object.keys(suites).some((name) => picks(name, w)));
+if (unknown.length) {
+  process.stderr.write(`no benchmark suite named ${unknown.join(', ')}; suites: ${Object.keys(suites).join(', ')}\n`);
+  process.exit(2);
+}
 for (const [name, run] of Object.entries(suites)) {
-  if (only.length && !only.includes(name)) continue;
+  if (only.length && !only.some((w) => picks(name, w))) continue;
   process.stderr.write(`running ${name}…\n`);
   await run();
 }
