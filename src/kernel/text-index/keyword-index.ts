@@ -190,6 +190,7 @@ export class KeywordIndex {
   private readonly dirty = new Set<string>();
   private readonly dropped = new Set<string>();
   private lastId = '0-0';
+  private highWater = '0-0';
   private sinceSnapshot = 0;
   private lastSnapshotAt = 0;
   private tail: Redis | undefined;
@@ -245,6 +246,34 @@ export class KeywordIndex {
   add(partition: string, docs: IndexedDocument[]): Promise<void> {
     if (!docs.length) return Promise.resolve();
     return this.append({ op: 'add', p: partition, docs });
+  }
+
+  /**
+   * The log entry adding `docs`, for a caller that writes it in its own script, atomically with the data
+   * it indexes (`XADD <key> * ...fields`, `key` under the caller's module prefix like this index's): the
+   * data and its index entry are then stored together or not at all, and the caller need not wait for
+   * the index. Hand the id XADD answered to `written`, so that `caughtUp` covers it.
+   */
+  addEntry(partition: string, docs: IndexedDocument[]): { key: string; fields: string[] } {
+    return { key: this.logKey, fields: ['op', 'add', 'p', partition, 'd', JSON.stringify(docs)] };
+  }
+
+  /** A log id this instance wrote through `addEntry`: `caughtUp` waits for it. */
+  written(id: string): void {
+    if (idAfter(id, this.highWater)) this.highWater = id;
+  }
+
+  /**
+   * Resolves once this instance's index shows every entry it wrote through `addEntry` (read-your-writes
+   * for a query after a write that did not wait), or after `maxWaitMs` (a broken tail must not hang queries).
+   */
+  caughtUp(maxWaitMs = 2000): Promise<void> {
+    const id = this.highWater;
+    if (this.stopped || !idAfter(id, this.lastId)) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, maxWaitMs);
+      this.waiters.push({ id, resolve: () => (clearTimeout(timer), resolve()) });
+    });
   }
 
   remove(partition: string, ids: string[]): Promise<void> {

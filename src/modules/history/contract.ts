@@ -133,6 +133,13 @@ export const historyContract = defineContract({
       idempotent: true,
       summary: "A chat's transcript, oldest first (or newest first with order=desc), paged",
     }),
+    recentForPrompt: operation({
+      input: z.object({ chatId: id, maxChars: z.number().int().min(1).max(1_000_000_000) }),
+      output: z.object({ items: z.array(z.object({ role: z.enum(['user', 'assistant']), content: z.string() })) }),
+      idempotent: true,
+      summary:
+        "The newest messages of a chat a model's prompt can use (user and assistant, complete or stopped, not replaced, with text), newest first, until their text passes maxChars; only the caller's own",
+    }),
     exportChat: operation({
       input: z.object({ id, format: z.enum(['json', 'markdown']).default('json') }),
       output: z.object({

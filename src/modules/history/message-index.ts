@@ -24,9 +24,19 @@ export class MessageIndex {
     return this.index.stop();
   }
 
-  async put(m: StoredMessage): Promise<void> {
-    if (!m.content.trim() || m.status === 'streaming') return;
-    await this.index.add(m.ownerId, [{ id: m.id, text: m.content, fields: { chatId: m.chatId } }]);
+  /**
+   * The index entry of a message, for the store to write in the same script as the message itself
+   * (message and entry are durable together; nobody waits for the index to apply it). Undefined for a
+   * message that is not indexed (streaming, or without text).
+   */
+  entryFor(m: StoredMessage): { key: string; fields: string[] } | undefined {
+    if (!m.content.trim() || m.status === 'streaming') return undefined;
+    return this.index.addEntry(m.ownerId, [{ id: m.id, text: m.content, fields: { chatId: m.chatId } }]);
+  }
+
+  /** The log id a store script wrote: a search on this instance waits until the index shows it. */
+  written(id: string | null): void {
+    if (id) this.index.written(id);
   }
 
   async putMany(ownerId: string, msgs: StoredMessage[]): Promise<void> {
@@ -38,6 +48,11 @@ export class MessageIndex {
 
   remove(ownerId: string, ids: string[]): Promise<void> {
     return this.index.remove(ownerId, ids);
+  }
+
+  /** Resolves once this instance's index shows what it wrote (read-your-writes for a search). */
+  caughtUp(): Promise<void> {
+    return this.index.caughtUp();
   }
 
   search(ownerId: string, q: string, limit: number, chatId?: string): KeywordHit[] {

@@ -14,32 +14,55 @@ export interface StoredMessage extends MessageView {
   ownerId: string;
 }
 
+/** A keyword index log entry to write with a message (see MessageIndex.entryFor). */
+export interface IndexEntry {
+  key: string;
+  fields: string[];
+}
+
 const msgKey = (id: string) => `m:${id}`;
 const chatKey = (chatId: string) => `c:${chatId}`;
 const seqKey = (chatId: string) => `cseq:${chatId}`;
 const ownerKey = (ownerId: string) => `u:${ownerId}`;
 const ALL = 'u:*';
 
-// KEYS: message, chat set, chat seq, owner set, all set. ARGV: id, json, created ms.
-// 1 stored, 0 existed already (nothing written).
+// The keyword index's log entry for a message (`IndexEntry`), when there is one, is written by the same
+// script as the message (KEYS[n] the log, ARGV from `index` on its fields): message and entry are
+// durable together, and nobody waits for the index to apply it. The scripts answer the entry's id.
+const INDEX_ENTRY = (logKey: string, firstArg: number) => `
+local entry = ''
+if ${logKey} then entry = redis.call('XADD', ${logKey}, '*', unpack(ARGV, ${firstArg})) end`;
+
+// KEYS: message, chat set, chat seq, owner set, all set, [index log]. ARGV: id, json, created ms,
+// [index entry fields]. {1, entry id} stored, {0, ''} existed already (nothing written).
 const APPEND = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ''} end
 local seq = redis.call('INCR', KEYS[3])
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], seq, ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
-return 1`;
+${INDEX_ENTRY('KEYS[6]', 4)}
+return {1, entry}`;
 
-// KEYS: message, chat set. ARGV: json of the finished message. Only a streaming message changes.
-// Answers {applied, current json, chat count}.
+// KEYS: message, chat set, [index log]. ARGV: json of the finished message, [index entry fields]. Only
+// a streaming message changes. Answers {applied, current json, chat count, entry id}.
 const FINISH = `
 local cur = redis.call('GET', KEYS[1])
-if not cur then return {-1, '', 0} end
+if not cur then return {-1, '', 0, ''} end
 local count = redis.call('ZCARD', KEYS[2])
-if not string.find(cur, '"status":"streaming"', 1, true) then return {0, cur, count} end
+if not string.find(cur, '"status":"streaming"', 1, true) then return {0, cur, count, ''} end
 redis.call('SET', KEYS[1], ARGV[1])
-return {1, ARGV[1], count}`;
+${INDEX_ENTRY('KEYS[3]', 2)}
+return {1, ARGV[1], count, entry}`;
+
+// KEYS: chat set. ARGV: first rank, last rank. The messages of a page of the chat, newest first, as
+// stored (one round trip instead of a range and a read).
+const NEWEST = `
+local ids = redis.call('ZREVRANGE', KEYS[1], ARGV[1], ARGV[2])
+local out = {}
+for i, id in ipairs(ids) do out[i] = redis.call('GET', ARGV[3] .. 'm:' .. id) or '' end
+return out`;
 
 // KEYS: message. ARGV: content json-escaped replacement of the whole message. Only while streaming.
 const PROGRESS = `
@@ -61,10 +84,14 @@ function parse(json: string | null | undefined): StoredMessage | undefined {
 export class MessageStore {
   constructor(@inject(ModuleRedis) private readonly redis: Redis) {}
 
-  /** true when stored now, false when a message with this id existed. */
-  async append(m: StoredMessage): Promise<boolean> {
-    const r = await this.redis.eval(APPEND, 5, msgKey(m.id), chatKey(m.chatId), seqKey(m.chatId), ownerKey(m.ownerId), ALL, m.id, JSON.stringify(m), Date.parse(m.createdAt));
-    return r === 1;
+  /**
+   * Stores a new message, with its keyword index entry if given. `stored` false: a message with this
+   * id existed (nothing written). `entryId`: the index log id written with it.
+   */
+  async append(m: StoredMessage, index?: IndexEntry): Promise<{ stored: boolean; entryId: string | null }> {
+    const keys = [msgKey(m.id), chatKey(m.chatId), seqKey(m.chatId), ownerKey(m.ownerId), ALL, ...(index ? [index.key] : [])];
+    const [stored, entry] = (await this.redis.eval(APPEND, keys.length, ...keys, m.id, JSON.stringify(m), Date.parse(m.createdAt), ...(index?.fields ?? []))) as [number, string];
+    return { stored: stored === 1, entryId: entry || null };
   }
 
   async get(id: string): Promise<StoredMessage | undefined> {
@@ -80,9 +107,17 @@ export class MessageStore {
     return (await this.redis.eval(PROGRESS, 1, msgKey(m.id), JSON.stringify(m))) === 1;
   }
 
-  async finish(m: StoredMessage): Promise<{ applied: boolean; message: StoredMessage | undefined; count: number }> {
-    const [applied, json, count] = (await this.redis.eval(FINISH, 2, msgKey(m.id), chatKey(m.chatId), JSON.stringify(m))) as [number, string, number];
-    return { applied: applied === 1, message: parse(json || undefined), count };
+  /** Ends a streaming message (with its keyword index entry if given); a final one stays as it is. */
+  async finish(m: StoredMessage, index?: IndexEntry): Promise<{ applied: boolean; message: StoredMessage | undefined; count: number; entryId: string | null }> {
+    const keys = [msgKey(m.id), chatKey(m.chatId), ...(index ? [index.key] : [])];
+    const [applied, json, count, entry] = (await this.redis.eval(FINISH, keys.length, ...keys, JSON.stringify(m), ...(index?.fields ?? []))) as [number, string, number, string];
+    return { applied: applied === 1, message: parse(json || undefined), count, entryId: entry || null };
+  }
+
+  /** The chat's messages from newest-first rank `from` (inclusive) to `to`, in one round trip. */
+  async newest(chatId: string, from: number, to: number): Promise<(StoredMessage | undefined)[]> {
+    const raw = (await this.redis.eval(NEWEST, 1, chatKey(chatId), from, to, this.redis.options.keyPrefix ?? '')) as string[];
+    return raw.map((json) => parse(json || undefined));
   }
 
   /** Rewrites a message whatever its state (supersededBy marks). */

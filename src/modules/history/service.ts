@@ -29,6 +29,14 @@ function parseSeqCursor(cursor: string | undefined): number | undefined {
 }
 
 const FINAL = new Set(['complete', 'stopped', 'failed']);
+const PROMPT_PAGE = 128;
+
+/** A message that belongs in a model's prompt: a final user or assistant message with text, not replaced. */
+function promptable(m: StoredMessage): boolean {
+  if (m.role !== 'user' && m.role !== 'assistant') return false;
+  if (m.supersededBy || (m.status !== 'complete' && m.status !== 'stopped')) return false;
+  return m.content.trim().length > 0;
+}
 
 @injectable()
 export class HistoryService implements Handlers<typeof historyContract> {
@@ -48,8 +56,11 @@ export class HistoryService implements Handlers<typeof historyContract> {
   async appendMessage({ message }: { message: Omit<MessageView, 'usage' | 'citations' | 'toolCalls'> }): Promise<MessageView> {
     const user = caller();
     const stored: StoredMessage = { ...message, ownerId: user.id };
-    if (await this.store.append(stored)) {
-      if (FINAL.has(stored.status)) await this.index.put(stored);
+    // The index entry is stored with the message, in the same script: durable together, and the answer
+    // does not wait for the index to apply it (a search on this instance does: see searchMessages).
+    const r = await this.store.append(stored, FINAL.has(stored.status) ? this.index.entryFor(stored) : undefined);
+    if (r.stored) {
+      this.index.written(r.entryId);
       return view(stored);
     }
     // The same id again (a repeated saga step): the stored message, if it is the caller's.
@@ -87,9 +98,10 @@ export class HistoryService implements Handlers<typeof historyContract> {
       ...(input.toolCalls?.length ? { toolCalls: input.toolCalls } : {}),
       ...(input.warnings?.length ? { warnings: input.warnings } : {}),
     };
-    const r = await this.store.finish(next);
+    // Indexed in the same script when it applies (see appendMessage).
+    const r = await this.store.finish(next, this.index.entryFor(next));
     if (!r.message) throw new ContractError('not_found', 'no such message');
-    if (r.applied) await this.index.put(r.message);
+    this.index.written(r.entryId);
     return { message: view(r.message), messageCount: r.count, applied: r.applied };
   }
 
@@ -114,6 +126,27 @@ export class HistoryService implements Handlers<typeof historyContract> {
     const msgs = await this.store.getMany(page.ids);
     const items = msgs.filter((m): m is StoredMessage => m !== undefined && m.ownerId === user.id).map(view);
     return { items, nextCursor: page.next };
+  }
+
+  /**
+   * What a prompt can use of a chat, newest first, read a page at a time in one round trip each and
+   * without the transcript's full view: only role and text travel back. Messages of other owners never
+   * come back (the chat itself is checked by the caller that builds the prompt).
+   */
+  async recentForPrompt({ chatId, maxChars }: { chatId: string; maxChars: number }) {
+    const user = caller();
+    const items: { role: 'user' | 'assistant'; content: string }[] = [];
+    let chars = 0;
+    for (let from = 0; ; from += PROMPT_PAGE) {
+      const page = await this.store.newest(chatId, from, from + PROMPT_PAGE - 1);
+      for (const m of page) {
+        if (!m || m.ownerId !== user.id || !promptable(m)) continue;
+        items.push({ role: m.role as 'user' | 'assistant', content: m.content });
+        chars += m.content.length;
+        if (chars > maxChars) return { items };
+      }
+      if (page.length < PROMPT_PAGE) return { items };
+    }
   }
 
   async exportChat({ id, format }: { id: string; format: 'json' | 'markdown' }) {
@@ -150,6 +183,8 @@ export class HistoryService implements Handlers<typeof historyContract> {
   async searchMessages(input: { q: string; chatId?: string; limit: number }) {
     const user = caller();
     if (input.chatId) await this.chats.getChat({ id: input.chatId });
+    // What this instance wrote (the caller's own messages just saved, say) shows in the results.
+    await this.index.caughtUp();
     const hits = this.index.search(user.id, input.q, input.limit, input.chatId);
     const msgs = await this.store.getMany(hits.map((h) => h.id));
     const chatIds = [...new Set(msgs.filter((m) => m).map((m) => m!.chatId))];

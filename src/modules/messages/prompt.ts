@@ -2,7 +2,6 @@
 // fits the model's context window, newest kept first, always ending with the message being answered.
 // Replaced answers, failed answers and the answer being written are left out. In a chat with knowledge
 // the system prompt carries the retrieved sources, numbered, and how to cite them.
-import type { MessageView } from '../history/contract.js';
 import type { RetrievedSource } from '../search/contract.js';
 
 export interface PromptMessage {
@@ -35,30 +34,22 @@ export function estimateTokens(text: string, charsPerToken: number): number {
   return Math.ceil(text.length / charsPerToken) + 4;
 }
 
-export function usable(m: MessageView, answering: string): boolean {
-  if (m.id === answering || m.supersededBy) return false;
-  if (m.role !== 'user' && m.role !== 'assistant') return false;
-  if (m.status === 'streaming' || m.status === 'failed') return false;
-  return m.content.trim().length > 0;
-}
-
 /**
- * `newestFirst` pages of the transcript, pulled until the budget is spent. Answers the prompt, or
- * undefined when not even the newest user message fits.
+ * The prompt from `newestFirst`, the messages a prompt can use (history's `recentForPrompt`: final user
+ * and assistant messages with text, not replaced), kept newest first until the budget is spent. Answers
+ * the prompt, or undefined when not even the newest user message fits.
  */
-export async function buildPrompt(
+export function buildPrompt(
   systemPrompt: string,
-  newestFirst: AsyncIterable<MessageView>,
-  answering: string,
+  newestFirst: Iterable<{ role: 'user' | 'assistant'; content: string }>,
   budget: PromptBudget,
-): Promise<{ messages: PromptMessage[]; omitted: number } | undefined> {
+): { messages: PromptMessage[]; omitted: number } | undefined {
   let left = budget.contextTokens - budget.replyReserveTokens - estimateTokens(systemPrompt, budget.charsPerToken);
   const kept: PromptMessage[] = [];
   let omitted = 0;
-  for await (const m of newestFirst) {
-    if (!usable(m, answering)) continue;
+  for (const m of newestFirst) {
     // The newest usable message is the one being answered: a user message. Anything newer is not
-    // part of this turn (an answer still being written is skipped above).
+    // part of this turn (an answer still being written never comes back).
     if (kept.length === 0 && m.role !== 'user') continue;
     const cost = estimateTokens(m.content, budget.charsPerToken);
     if (cost > left) {
@@ -68,7 +59,7 @@ export async function buildPrompt(
       break;
     }
     left -= cost;
-    kept.push({ role: m.role as 'user' | 'assistant', content: m.content });
+    kept.push({ role: m.role, content: m.content });
   }
   if (kept.length === 0) return undefined;
   kept.reverse();

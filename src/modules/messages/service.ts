@@ -120,32 +120,28 @@ export class MessagesService implements Handlers<typeof messagesContract> {
     const content = cleanContent(input.content, this.settings.current().maxContentChars);
     const chat = await this.chats.getChat({ id: input.chatId });
     let turnId = newId('t');
-    if (input.clientMessageId) {
-      const holder = await this.store.claimClientId(user.id, chat.id, input.clientMessageId, turnId);
-      if (holder !== turnId) return { answer: await this.answerOf(holder), existing: true };
-    }
-    if (!(await this.store.lock(chat.id, turnId))) {
-      if (input.clientMessageId) await this.store.releaseClientId(user.id, chat.id, input.clientMessageId, turnId);
-      throw busy();
-    }
+    const now = new Date().toISOString();
+    const turn: TurnInput = {
+      turnId,
+      chatId: chat.id,
+      userMessage: { id: newId('m'), content, createdAt: now },
+      assistantMessageId: newId('m'),
+      assistantCreatedAt: now,
+      titleNeeded: chat.title === null,
+      sse,
+      useKnowledge: chat.useKnowledge,
+    };
+    const answer: SendAnswer = {
+      turnId,
+      userMessage: { id: turn.userMessage!.id, chatId: chat.id, role: 'user', content, status: 'complete', createdAt: now, turnId },
+      assistantMessageId: turn.assistantMessageId,
+    };
+    // The clientMessageId dedupe, the chat's lock and the saved answer (for retried sends): one script.
+    const client = input.clientMessageId ? { userId: user.id, clientId: input.clientMessageId } : undefined;
+    const begun = await this.store.begin(chat.id, turnId, answer, client);
+    if (begun.result === 'dup') return { answer: await this.answerOf(begun.holder), existing: true };
+    if (begun.result === 'busy') throw busy();
     try {
-      const now = new Date().toISOString();
-      const turn: TurnInput = {
-        turnId,
-        chatId: chat.id,
-        userMessage: { id: newId('m'), content, createdAt: now },
-        assistantMessageId: newId('m'),
-        assistantCreatedAt: now,
-        titleNeeded: chat.title === null,
-        sse,
-        useKnowledge: chat.useKnowledge,
-      };
-      const answer: SendAnswer = {
-        turnId,
-        userMessage: { id: turn.userMessage!.id, chatId: chat.id, role: 'user', content, status: 'complete', createdAt: now, turnId },
-        assistantMessageId: turn.assistantMessageId,
-      };
-      await this.store.saveAnswer(turnId, answer);
       await beforeStart?.(turnId);
       await this.sagas.start(CHAT_TURN_SAGA, turn, { id: turnId });
       return { answer, existing: false };
@@ -292,32 +288,57 @@ export class MessagesService implements Handlers<typeof messagesContract> {
 
   async generate(turn: GenerateInput, call: CallInfo): Promise<GenerateOutcome> {
     const key = currentContext()?.idempotencyKey ?? `${turn.turnId}:generate`;
-    const m = await this.history.getMessage({ id: turn.assistantMessageId });
-    if (m.status !== 'streaming') {
-      // Ended already (a compensation, or an earlier call whose outcome was journaled elsewhere).
-      return { status: m.status, content: m.content, ...(m.model ? { model: m.model } : {}), ...(m.usage ? { usage: m.usage } : {}), ...(m.error ? { error: m.error } : {}), deltas: 0 };
-    }
-    const claim = await this.store.claimGeneration(key);
-    // A tool loop that got as far as asking for tools resumes from its journal (tool-loop.ts): a
-    // command it ran must not run again, nor its result be lost. Plain text is never asked for twice.
-    const resumable = claim === 'started' && (await this.journal.rounds(key)).length > 0;
-    if (claim === 'started' && !resumable) {
-      // An earlier call under this key began generating and its process died: the model is not asked
-      // twice (the reply would repeat); the answer ends with the text saved so far.
-      const outcome: GenerateOutcome = { status: 'failed', content: m.content, error: INTERRUPTED, deltas: 0 };
-      await this.store.saveGeneration(key, outcome);
-      return outcome;
-    }
-    if (claim !== 'fresh' && claim !== 'started') return claim;
-    const outcome = await this.run(turn, call.signal, key, resumable);
-    await this.store.saveGeneration(key, outcome);
-    return outcome;
-  }
-
-  private async run(turn: GenerateInput, callSignal: AbortSignal, key: string, resume: boolean): Promise<GenerateOutcome> {
-    const s = this.settings.current();
+    // The reads before the model call go out at once: the answer's state, the generation's record,
+    // the stop mark, and the chat with the prompt built from it. The prompt is only used when this call
+    // generates; its failure (e.g. the chat deleted) fails the answer like any error in `run`.
+    const prepared = this.chats.getChat({ id: turn.chatId }).then(async (chat) => ({ chat, prompt: await this.prompt(chat, turn) }));
+    prepared.catch(() => undefined);
+    // Listening for Stop before the stop mark is read: a Stop between the two is not missed.
     const ac = new AbortController();
     const untrack = this.channels.track(turn.turnId, ac);
+    let handedOver = false;
+    try {
+      const [m, claim, stopped] = await Promise.all([
+        this.history.getMessage({ id: turn.assistantMessageId }),
+        this.store.claimGeneration(key),
+        this.store.stopRequested(turn.turnId),
+      ]);
+      if (m.status !== 'streaming') {
+        // Ended already (a compensation, or an earlier call whose outcome was journaled elsewhere).
+        return { status: m.status, content: m.content, ...(m.model ? { model: m.model } : {}), ...(m.usage ? { usage: m.usage } : {}), ...(m.error ? { error: m.error } : {}), deltas: 0 };
+      }
+      // A tool loop that got as far as asking for tools resumes from its journal (tool-loop.ts): a
+      // command it ran must not run again, nor its result be lost. Plain text is never asked for twice.
+      const resumable = claim === 'started' && (await this.journal.rounds(key)).length > 0;
+      if (claim === 'started' && !resumable) {
+        // An earlier call under this key began generating and its process died: the model is not asked
+        // twice (the reply would repeat); the answer ends with the text saved so far.
+        const outcome: GenerateOutcome = { status: 'failed', content: m.content, error: INTERRUPTED, deltas: 0 };
+        await this.store.saveGeneration(key, outcome);
+        return outcome;
+      }
+      if (claim !== 'fresh' && claim !== 'started') return claim;
+      handedOver = true;
+      const outcome = await this.run(turn, call.signal, key, resumable, stopped, prepared, ac, untrack);
+      await this.store.saveGeneration(key, outcome);
+      return outcome;
+    } finally {
+      if (!handedOver) untrack();
+    }
+  }
+
+  private async run(
+    turn: GenerateInput,
+    callSignal: AbortSignal,
+    key: string,
+    resume: boolean,
+    stopped: boolean,
+    prepared: Promise<{ chat: ChatView; prompt: Awaited<ReturnType<MessagesService['prompt']>> }>,
+    /** Aborted by Stop (tracked since before the stop mark was read), the deadline or a shutdown. */
+    ac: AbortController,
+    untrack: () => void,
+  ): Promise<GenerateOutcome> {
+    const s = this.settings.current();
     const onDeadline = () => ac.abort(new Error('deadline'));
     callSignal.addEventListener('abort', onDeadline, { once: true });
     const started = Date.now();
@@ -341,9 +362,8 @@ export class MessagesService implements Handlers<typeof messagesContract> {
       ...(answer.toolCalls.length ? { toolCalls: answer.toolCalls } : {}),
     });
     try {
-      if (await this.store.stopRequested(turn.turnId)) return { status: 'stopped', content: '', deltas: 0, usage: measured() };
-      const chat = await this.chats.getChat({ id: turn.chatId });
-      const prompt = await this.prompt(chat, turn);
+      if (stopped) return { status: 'stopped', content: '', deltas: 0, usage: measured() };
+      const { chat, prompt } = await prepared;
       if (!prompt.messages) return { status: 'failed', content: '', error: prompt.error ?? 'no prompt', deltas: 0 };
       // Tools only for models that say they take them (Ollama's /api/show capabilities).
       const offerTools = s.toolsEnabled && (await this.describe(chat.model)).capabilities.includes('tools');
@@ -408,22 +428,14 @@ export class MessagesService implements Handlers<typeof messagesContract> {
   private async prompt(chat: ChatView, turn: GenerateInput): Promise<{ messages?: { role: 'system' | 'user' | 'assistant'; content: string }[]; error?: string }> {
     const s = this.settings.current();
     const contextTokens = await this.contextLength(chat.model);
-    const history = this.history;
-    async function* newestFirst() {
-      let cursor: string | undefined;
-      do {
-        const page = await history.listMessages({ chatId: chat.id, order: 'desc', limit: 100, ...(cursor ? { cursor } : {}) });
-        yield* page.items;
-        cursor = page.nextCursor ?? undefined;
-      } while (cursor);
-    }
+    const budget = { contextTokens, replyReserveTokens: Math.min(s.replyReserveTokens, Math.floor(contextTokens / 2)), charsPerToken: s.charsPerToken };
     // Retrieved sources join the system prompt, numbered: their tokens count against the window.
     const system = withSources(chat.systemPrompt ?? s.defaultSystemPrompt, turn.sources ?? []);
-    const built = await buildPrompt(system, newestFirst(), turn.assistantMessageId, {
-      contextTokens,
-      replyReserveTokens: Math.min(s.replyReserveTokens, Math.floor(contextTokens / 2)),
-      charsPerToken: s.charsPerToken,
-    });
+    // A message costs at least its length over charsPerToken: history past this many characters
+    // cannot fit, so it is not read.
+    const maxChars = Math.max(1, Math.ceil((budget.contextTokens - budget.replyReserveTokens) * budget.charsPerToken));
+    const recent = await this.history.recentForPrompt({ chatId: chat.id, maxChars });
+    const built = buildPrompt(system, recent.items, budget);
     if (!built) {
       const need = turn.userMessage ? estimateTokens(turn.userMessage.content, s.charsPerToken) : undefined;
       return { error: `the message does not fit the model's context window (${contextTokens} tokens${need ? `, the message needs about ${need}` : ''})` };

@@ -17,12 +17,38 @@ const ACTIVE_TTL_S = 2 * 3600;
 // KEYS: active. ARGV: turnId. Deletes only our own lock.
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
+// KEYS: active, turn answer, [client id]. ARGV: turnId, answer json, lock ttl s, answer ttl s.
+// Starting a turn in one round trip: {'dup', holder} the client id started a turn already; {'busy'}
+// another turn runs in the chat (nothing written); {'ok'} the chat is this turn's, its answer saved
+// and its client id claimed.
+const BEGIN = `
+if KEYS[3] then
+  local holder = redis.call('GET', KEYS[3])
+  if holder then return {'dup', holder} end
+end
+if not redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3], 'NX') then return {'busy', ''} end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
+if KEYS[3] then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[4]) end
+return {'ok', ''}`;
+
+const clientKey = (userId: string, chatId: string, clientId: string) => `client:${userId}:${chatId}:${clientId}`;
+
 export const STOP_CHANNEL = 'messages:stop';
 export const turnChannel = (turnId: string) => `messages:turn:${turnId}`;
 
 @injectable()
 export class TurnStore {
   constructor(@inject(ModuleRedis) private readonly redis: Redis) {}
+
+  /**
+   * Starts a turn: its clientMessageId (if any) not yet used, the chat's lock, its answer saved, all at
+   * once. `dup`: the turn that clientMessageId started; `busy`: another turn runs in the chat.
+   */
+  async begin(chatId: string, turnId: string, answer: unknown, client?: { userId: string; clientId: string }): Promise<{ result: 'ok' | 'busy' } | { result: 'dup'; holder: string }> {
+    const keys = [`active:${chatId}`, `turn:${turnId}`, ...(client ? [clientKey(client.userId, chatId, client.clientId)] : [])];
+    const [result, holder] = (await this.redis.eval(BEGIN, keys.length, ...keys, turnId, JSON.stringify(answer), ACTIVE_TTL_S, DAY_S)) as [string, string];
+    return result === 'dup' ? { result, holder } : { result: result === 'ok' ? 'ok' : 'busy' };
+  }
 
   /** true: the chat is now this turn's; false: another turn runs in it. */
   async lock(chatId: string, turnId: string): Promise<boolean> {
@@ -37,19 +63,8 @@ export class TurnStore {
     return this.redis.get(`active:${chatId}`);
   }
 
-  /** Claims a clientMessageId for a turn; answers the turn that holds it (ours or an earlier one). */
-  async claimClientId(userId: string, chatId: string, clientId: string, turnId: string): Promise<string> {
-    const key = `client:${userId}:${chatId}:${clientId}`;
-    const won = await this.redis.set(key, turnId, 'EX', DAY_S, 'NX');
-    return won === 'OK' ? turnId : ((await this.redis.get(key)) ?? turnId);
-  }
-
   async releaseClientId(userId: string, chatId: string, clientId: string, turnId: string): Promise<void> {
-    await this.redis.eval(RELEASE, 1, `client:${userId}:${chatId}:${clientId}`, turnId);
-  }
-
-  async saveAnswer(turnId: string, answer: unknown): Promise<void> {
-    await this.redis.set(`turn:${turnId}`, JSON.stringify(answer), 'EX', DAY_S);
+    await this.redis.eval(RELEASE, 1, clientKey(userId, chatId, clientId), turnId);
   }
 
   async answer<T>(turnId: string): Promise<T | undefined> {

@@ -67,6 +67,35 @@ describe.each(bindingKinds)('history contract (%s binding)', (kind) => {
     expect(await refusal(as(adminActor, () => history.getMessage({ id: ids[0]! })))).toMatchObject({ code: 'not_found' });
   });
 
+  it('answers what a prompt can use, newest first, up to maxChars, and only the caller’s own messages', async () => {
+    const chat = await as(alice, () => chats.createChat({ title: 'prompt' }));
+    const add = (role: 'user' | 'assistant', content: string, over: Record<string, unknown> = {}) =>
+      as(alice, () => history.appendMessage({ message: msg(chat.id, role, content, over) }));
+    // More than one page of history (history reads it 128 at a time).
+    for (let i = 0; i < 140; i++) await add(i % 2 ? 'assistant' : 'user', `turn ${i}`);
+    await add('user', '   ');
+    const replaced = await add('assistant', 'the first answer');
+    await add('assistant', 'stopped half way', { status: 'stopped' });
+    await add('assistant', 'failed answer', { status: 'failed' });
+    await add('user', 'the question');
+    await add('assistant', 'being written', { status: 'streaming' });
+    await as(alice, () => history.supersedeMessage({ id: replaced.id, by: 'm-newer' }));
+
+    const all = await as(alice, () => history.recentForPrompt({ chatId: chat.id, maxChars: 1_000_000 }));
+    expect(all.items.slice(0, 3)).toEqual([
+      { role: 'user', content: 'the question' },
+      { role: 'assistant', content: 'stopped half way' },
+      { role: 'assistant', content: 'turn 139' },
+    ]);
+    expect(all.items).toHaveLength(142);
+    expect(all.items.at(-1)).toEqual({ role: 'user', content: 'turn 0' });
+    // Reading stops at the message whose text passes maxChars ("the question" is 12, "stopped half way" 16).
+    const few = await as(alice, () => history.recentForPrompt({ chatId: chat.id, maxChars: 20 }));
+    expect(few.items.map((m) => m.content)).toEqual(['the question', 'stopped half way']);
+    expect((await as(adminActor, () => history.recentForPrompt({ chatId: chat.id, maxChars: 1_000_000 }))).items).toEqual([]);
+    expect(await refusal(as(alice, () => history.recentForPrompt({ chatId: chat.id, maxChars: 0 })))).toMatchObject({ code: 'invalid_input', details: [{ path: 'maxChars' }] });
+  });
+
   it('saves progress while streaming, ends once, and ignores progress after the end', async () => {
     const chat = await as(alice, () => chats.createChat({ title: 'stream' }));
     const m = await as(alice, () => history.appendMessage({ message: msg(chat.id, 'assistant', '', { status: 'streaming' }) }));
