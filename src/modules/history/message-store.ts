@@ -60,8 +60,10 @@ return {1, ARGV[1], count, entry}`;
 // stored (one round trip instead of a range and a read).
 const NEWEST = `
 local ids = redis.call('ZREVRANGE', KEYS[1], ARGV[1], ARGV[2])
-local out = {}
-for i, id in ipairs(ids) do out[i] = redis.call('GET', ARGV[3] .. 'm:' .. id) or '' end
+if #ids == 0 then return {} end
+for i, id in ipairs(ids) do ids[i] = ARGV[3] .. 'm:' .. id end
+local out = redis.call('MGET', unpack(ids))
+for i = 1, #out do if not out[i] then out[i] = '' end end
 return out`;
 
 // KEYS: message. ARGV: content json-escaped replacement of the whole message. Only while streaming.
