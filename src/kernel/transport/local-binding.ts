@@ -148,26 +148,34 @@ function streamCall(moduleId: string, name: string, op: StreamOperation, handler
         const done = metrics?.timeOperation(moduleId, name, 'local');
         let iterator: AsyncIterator<unknown> | undefined;
         let outcome = 'ok';
+        // One idle timer per stream, re-armed for each wait (refresh), instead of a timer and a race of
+        // three promises per chunk: a model's reply is hundreds of chunks. It only counts while a chunk
+        // is awaited; firing while the consumer holds a chunk does nothing.
+        let timer: NodeJS.Timeout | undefined;
+        let timerMs = 0;
+        let idle: ((err: unknown) => void) | undefined;
         try {
           const input = parseInput(op.input, rawInput);
           // The context deadline bounds the whole stream; timeoutMs bounds each wait for a chunk.
           const ctx = { ...callContext(effectiveDeadline(24 * 3600_000)), signal: ac.signal };
           const source = runWithContext(ctx, () => handler(input, { signal: ac.signal })) as AsyncIterable<unknown>;
           iterator = source[Symbol.asyncIterator]();
+          const onIdle = () => idle?.(new ContractError('timeout', `${moduleId}.${name}: no chunk within ${timerMs} ms`));
           for (;;) {
             const wait = Math.min(op.timeoutMs, ctx.deadline - Date.now());
             if (wait <= 0) throw new ContractError('timeout', `${moduleId}.${name}: deadline passed`);
-            let timer: NodeJS.Timeout | undefined;
             const it = iterator;
-            const next = await Promise.race([
-              runWithContext(ctx, () => it.next()),
-              new Promise<never>((_, reject) => {
-                timer = setTimeout(
-                  () => reject(new ContractError('timeout', `${moduleId}.${name}: no chunk within ${wait} ms`)),
-                  wait,
-                );
-              }),
-            ]).finally(() => clearTimeout(timer));
+            const next = await new Promise<IteratorResult<unknown>>((resolve, reject) => {
+              idle = reject;
+              if (timer && timerMs === wait) timer.refresh();
+              else {
+                clearTimeout(timer);
+                timerMs = wait;
+                timer = setTimeout(onIdle, wait);
+              }
+              runWithContext(ctx, () => it.next()).then(resolve, reject);
+            });
+            idle = undefined;
             if (next.done) break;
             const chunk = op.chunk.safeParse(next.value);
             if (!chunk.success) {
@@ -181,6 +189,8 @@ function streamCall(moduleId: string, name: string, op: StreamOperation, handler
           outcome = ce.code;
           throw ce;
         } finally {
+          clearTimeout(timer);
+          idle = undefined;
           unlink();
           unlinkCaller();
           ac.abort();
