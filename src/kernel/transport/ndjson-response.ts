@@ -43,25 +43,9 @@ export async function writeNdjson(res: Response, iterator: AsyncIterator<unknown
     if (gone) return undefined;
     res.status(200).setHeader('content-type', 'application/x-ndjson');
     res.flushHeaders();
-    // Chunks that come in a burst (a model's tokens read from one network packet) go out as one write,
-    // not one syscall and one TCP segment each: the socket is corked at the first chunk of a burst and
-    // uncorked once the burst's microtasks have run (setImmediate), so no chunk waits for a later one.
-    let corked = false;
-    const uncork = () => {
-      corked = false;
-      res.uncork();
-    };
     while (!next.done && !gone) {
-      if (!corked) {
-        corked = true;
-        res.cork();
-        setImmediate(uncork);
-      }
       // Respect backpressure: a slow caller must slow the producer down, not grow our memory.
-      if (!res.write(`${JSON.stringify(framing.line(next.value))}\n`)) {
-        if (corked) uncork();
-        await drained(res);
-      }
+      if (!res.write(`${JSON.stringify(framing.line(next.value))}\n`)) await drained(res);
       if (gone) break;
       next = await iterator.next();
     }
