@@ -4,7 +4,10 @@
 // per second, time to first token added by AutoBot (POST → first message:delta on the socket, minus the
 // fake's own first token as its direct clients see it), and per-token relay (the fake writing a token →
 // the socket client receiving it, minus the same for a direct client). The same with `llm` lifted into
-// a second process. Then message search over 100k messages of one user.
+// a second process. Each closed loop (no think time: the throughput test, saturating the server) is
+// followed by a paced run (each user sending a message every 20 / (half the closed loop's turns/s)
+// seconds): the latency a user feels at 20 concurrent users when the server is not saturated. Then
+// message search over 100k messages of one user.
 import 'reflect-metadata';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,6 +37,7 @@ const PHASES = new Set((process.env.CHAT_BENCH_PHASES ?? 'inprocess,lifted,searc
 const SEARCH_TOTAL = Number(process.env.CHAT_BENCH_SEARCH_MESSAGES ?? 100_000);
 const MAIN = path.resolve(import.meta.dirname, '../../tests/modules/messages/chat-process-main.ts');
 const INTERNAL = 'bench-chat-internal-token-0123456';
+const METRICS = 'bench-chat-metrics-token-0123456';
 const LIMITS = JSON.stringify({ default: { points: 10_000_000, durationS: 60 }, expensive: { points: 10_000_000, durationS: 60 } });
 
 interface LoadResult {
@@ -62,7 +66,8 @@ function writeClock(fake: FakeOllama): (content: string) => number | undefined {
   };
 }
 
-async function baseline(fake: FakeOllama): Promise<LoadResult> {
+/** `paceMs` as in chatLoad: a direct client sending every `paceMs`, for the paced rows' baseline. */
+async function baseline(fake: FakeOllama, paceMs?: number): Promise<LoadResult> {
   const client = new Ollama({ host: fake.url });
   const writtenAt = writeClock(fake);
   const ttft: number[] = [];
@@ -75,7 +80,14 @@ async function baseline(fake: FakeOllama): Promise<LoadResult> {
   let n = 0;
   await Promise.all(
     Array.from({ length: USERS }, async () => {
+      let nextAt = Date.now() + (paceMs === undefined ? 0 : Math.random() * paceMs);
       while (Date.now() < stopAt) {
+        if (paceMs !== undefined) {
+          const wait = nextAt - Date.now();
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+          nextAt = Math.max(nextAt + paceMs, Date.now());
+          if (Date.now() >= stopAt) break;
+        }
         const content = `baseline ${n++}`;
         const t0 = Date.now();
         const arrivals: number[] = [];
@@ -110,7 +122,31 @@ async function redisCalls(redisUrl: string): Promise<{ total: number; byCommand:
   }
 }
 
-async function chatLoad(fake: FakeOllama, url: string, pids: number[], redisUrl?: string): Promise<LoadResult> {
+/**
+ * A profiling aid (CHAT_BENCH_OPS=1): the mean time of each module operation in the serving process since
+ * it started (warm-up and earlier runs included), from its /metrics, and how often a turn calls it.
+ */
+async function printOperationTimes(url: string, turns: number): Promise<void> {
+  const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${METRICS}` } })).text();
+  const sums = new Map<string, { sum: number; count: number }>();
+  for (const m of text.matchAll(/^autobot_operation_duration_seconds_(sum|count)\{([^}]*)\} (\S+)$/gm)) {
+    const labels = Object.fromEntries([...m[2]!.matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1]!, l[2]!]));
+    const key = `${labels.module}.${labels.operation} (${labels.binding}, ${labels.outcome})`;
+    const e = sums.get(key) ?? { sum: 0, count: 0 };
+    e[m[1] as 'sum' | 'count'] = Number(m[3]);
+    sums.set(key, e);
+  }
+  const lines = [...sums].filter(([, e]) => e.count > 0).sort((a, b) => b[1].sum - a[1].sum);
+  process.stderr.write(`operation, mean ms, calls (${turns} measured turns)\n${lines.map(([k, e]) => `${k} ${fmt((e.sum / e.count) * 1000, 2)} ms × ${e.count}`).join('\n')}\n`);
+}
+
+/**
+ * `paceMs` undefined: a closed loop, each user sending its next message as soon as its answer completed
+ * (no think time: the throughput test, which saturates the server). Set: each user sends a message every
+ * `paceMs` (from a random phase; at once after its answer if that took longer), so 20 users offer a
+ * steady load below the server's capacity: the latency a user feels when the server is not saturated.
+ */
+async function chatLoad(fake: FakeOllama, url: string, pids: number[], redisUrl?: string, paceMs?: number): Promise<LoadResult> {
   const sockets: Socket[] = [];
   const writtenAt = writeClock(fake);
   const ttft: number[] = [];
@@ -152,7 +188,14 @@ async function chatLoad(fake: FakeOllama, url: string, pids: number[], redisUrl?
     let n = 0;
     await Promise.all(
       users.map(async ({ token, chat, socket }) => {
+        let nextAt = Date.now() + (paceMs === undefined ? 0 : Math.random() * paceMs);
         while (Date.now() < stopAt) {
+          if (paceMs !== undefined) {
+            const wait = nextAt - Date.now();
+            if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+            nextAt = Math.max(nextAt + paceMs, Date.now());
+            if (Date.now() >= stopAt) break;
+          }
           const content = `question ${n++}`;
           const arrivals: number[] = [];
           let resolveEnd!: (ok: boolean) => void;
@@ -196,6 +239,7 @@ async function chatLoad(fake: FakeOllama, url: string, pids: number[], redisUrl?
       const per = [...redisAfter.byCommand].map(([c, n]) => [c, (n - (redisBefore.byCommand.get(c) ?? 0)) / done] as const);
       process.stderr.write(`${per.filter(([, n]) => n >= 0.05).sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${fmt(n, 1)}`).join('\n')}\n`);
     }
+    if (process.env.CHAT_BENCH_OPS) await printOperationTimes(url, done);
     return {
       turnsPerS: done / elapsedS,
       cpuMsPerTurn: done ? cpuUsed / done : undefined,
@@ -207,6 +251,39 @@ async function chatLoad(fake: FakeOllama, url: string, pids: number[], redisUrl?
   } finally {
     for (const s of sockets) s.close();
   }
+}
+
+/** The latency rows of a paced run (see chatLoad): the same targets as the closed loop's. */
+function reportPaced(label: string, r: LoadResult, base: LoadResult, offered: number): void {
+  const p = (xs: number[], q: number) => percentile(xs, q);
+  const what = `chat ${label}, ${USERS} users paced at ${fmt(offered, 0)} turns/s offered (about half the closed loop's)`;
+  rows.push({
+    name: `${what}: completed turns/s (failed: ${r.failed}); server CPU per turn ${r.cpuMsPerTurn === undefined ? '-' : fmt(r.cpuMsPerTurn, 2)} ms`,
+    autobot: fmt(r.turnsPerS, 1),
+    baseline: `${fmt(offered, 1)} offered`,
+    ratio: `${fmt((r.turnsPerS / offered) * 100)} %`,
+    target: 'no failed turn',
+    met: r.failed === 0,
+  });
+  const addedTtft = p(r.ttft, 50) - p(base.ttft, 50);
+  rows.push({
+    name: `${what}: time to first token, POST → first message:delta, p50 / p99 (ms)`,
+    autobot: `${fmt(p(r.ttft, 50), 2)} / ${fmt(p(r.ttft, 99), 2)}`,
+    baseline: `${fmt(p(base.ttft, 50), 2)} (fake's own, direct clients at the same pace)`,
+    ratio: `+${fmt(addedTtft, 2)} ms`,
+    target: 'added <= 15 ms',
+    met: addedTtft <= 15,
+  });
+  const added50 = p(r.relay, 50) - p(base.relay, 50);
+  const added99 = p(r.relay, 99) - p(base.relay, 99);
+  rows.push({
+    name: `${what}: per-token relay, fake writes → socket client receives, p50 / p99 (ms)`,
+    autobot: `${fmt(p(r.relay, 50), 2)} / ${fmt(p(r.relay, 99), 2)}`,
+    baseline: `${fmt(p(base.relay, 50), 2)} / ${fmt(p(base.relay, 99), 2)} (direct clients at the same pace)`,
+    ratio: `+${fmt(added50, 2)} / +${fmt(added99, 2)} ms`,
+    target: 'added p50 <= 2 ms, p99 <= 10 ms',
+    met: added50 <= 2 && added99 <= 10,
+  });
 }
 
 function report(label: string, r: LoadResult, base: LoadResult): void {
@@ -264,7 +341,7 @@ function report(label: string, r: LoadResult, base: LoadResult): void {
 async function withChildren<T>(redis: TestRedis, fake: FakeOllama, lifted: boolean, fn: (url: string, pids: number[]) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(path.join(tmpdir(), 'abbc-'));
   const children: ChildApp[] = [];
-  const common = { REDIS_URL: redis.url, OLLAMA_URL: fake.url, AUTOBOT_DATA_DIR: dir, AUTOBOT_INTERNAL_TOKEN: INTERNAL, AUTOBOT_RATE_LIMITS: LIMITS, LOG_LEVEL: 'warn',
+  const common = { REDIS_URL: redis.url, OLLAMA_URL: fake.url, AUTOBOT_DATA_DIR: dir, AUTOBOT_INTERNAL_TOKEN: INTERNAL, METRICS_TOKEN: METRICS, AUTOBOT_RATE_LIMITS: LIMITS, LOG_LEVEL: 'warn',
     // e.g. CHAT_BENCH_NODE_OPTIONS="--import /tmp/profiler.mjs" (a module starting node:inspector's
     // Profiler and writing it out on SIGTERM) to profile the AutoBot process(es): Node 20 refuses
     // --cpu-prof in NODE_OPTIONS.
@@ -380,13 +457,23 @@ export async function run(): Promise<void> {
   const redis = await startTestRedis();
   try {
     const base = await baseline(fake);
-    if (PHASES.has('inprocess')) {
-      const inProcess = await withChildren(redis, fake, false, (url, pids) => chatLoad(fake, url, pids, redis.url));
-      report('(all modules in one process)', inProcess, base);
-    }
-    if (PHASES.has('lifted')) {
-      const lifted = await withChildren(redis, fake, true, (url, pids) => chatLoad(fake, url, pids, redis.url));
-      report('(llm lifted into a second process)', lifted, base);
+    for (const [phase, lifted, label] of [
+      ['inprocess', false, '(all modules in one process)'],
+      ['lifted', true, '(llm lifted into a second process)'],
+    ] as const) {
+      if (!PHASES.has(phase)) continue;
+      await withChildren(redis, fake, lifted, async (url, pids) => {
+        // The closed loop first (throughput, saturated), then on the same server fresh chats at about
+        // half the throughput it reached (CHAT_BENCH_PACED=0 skips the paced run).
+        const closed = await chatLoad(fake, url, pids, redis.url);
+        report(label, closed, base);
+        if (process.env.CHAT_BENCH_PACED === '0') return;
+        const offered = closed.turnsPerS / 2;
+        const paceMs = (USERS / offered) * 1000;
+        const paced = await chatLoad(fake, url, pids, redis.url, paceMs);
+        // The fake's own at the same pace (its first token comes sooner when it is not saturated either).
+        reportPaced(label, paced, await baseline(fake, paceMs), offered);
+      });
     }
     if (PHASES.has('search')) await searchBench(redis, fake);
   } finally {
