@@ -93,6 +93,14 @@ describe.each(bindingKinds)('history contract (%s binding)', (kind) => {
     const few = await as(alice, () => history.recentForPrompt({ chatId: chat.id, maxChars: 20 }));
     expect(few.items.map((m) => m.content)).toEqual(['the question', 'stopped half way']);
     expect((await as(adminActor, () => history.recentForPrompt({ chatId: chat.id, maxChars: 1_000_000 }))).items).toEqual([]);
+    // Characters, not bytes: "üñï" and "ééé" are 3 each (6 bytes each in UTF-8), so with maxChars 6 the
+    // reading only stops at "x", which passes it.
+    const accents = await as(alice, () => chats.createChat({ title: 'accents' }));
+    for (const [role, content] of [['user', 'x'], ['assistant', 'ééé'], ['user', 'üñï']] as const) {
+      await as(alice, () => history.appendMessage({ message: msg(accents.id, role, content) }));
+    }
+    expect((await as(alice, () => history.recentForPrompt({ chatId: accents.id, maxChars: 6 }))).items.map((m) => m.content)).toEqual(['üñï', 'ééé', 'x']);
+    expect((await as(alice, () => history.recentForPrompt({ chatId: accents.id, maxChars: 5 }))).items.map((m) => m.content)).toEqual(['üñï', 'ééé']);
     expect(await refusal(as(alice, () => history.recentForPrompt({ chatId: chat.id, maxChars: 0 })))).toMatchObject({ code: 'invalid_input', details: [{ path: 'maxChars' }] });
   });
 
