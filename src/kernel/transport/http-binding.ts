@@ -146,35 +146,57 @@ async function readJson(res: http.IncomingMessage, deadline: number): Promise<un
 }
 
 /**
- * The lines of an NDJSON answer. `idleMs` bounds each wait for the next line, and the clock only runs
- * while we wait for the remote producer, not while the consumer holds a chunk (as in the local binding).
+ * The lines of an NDJSON answer. `idleMs` bounds each wait for the next chunk of bytes, and the clock
+ * only runs while we wait for the remote producer, not while the consumer holds a line (as in the local
+ * binding). Lines already received are taken synchronously (`take`), so a burst of chunks costs no
+ * extra asynchronous step per line; `fill` waits for more bytes.
  */
-async function* ndjsonLines(res: http.IncomingMessage, idleMs: () => number, what: string): AsyncGenerator<string> {
-  res.setEncoding('utf8');
-  const source = res[Symbol.asyncIterator]() as AsyncIterator<string>;
-  let buffered = '';
-  for (;;) {
-    let nl = buffered.indexOf('\n');
-    while (nl < 0) {
-      const wait = idleMs();
-      if (wait <= 0) throw new ContractError('timeout', `${what}: deadline passed`);
-      let timer: NodeJS.Timeout | undefined;
-      const next = await Promise.race([
-        source.next(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new ContractError('timeout', `${what}: no chunk within ${wait} ms`)), wait);
-        }),
-      ]).finally(() => clearTimeout(timer));
-      if (next.done) {
-        if (buffered.trim()) yield buffered;
-        return;
+class NdjsonLines {
+  private readonly source: AsyncIterator<string>;
+  private buffered = '';
+  private ended = false;
+
+  constructor(
+    res: http.IncomingMessage,
+    private readonly idleMs: () => number,
+    private readonly what: string,
+  ) {
+    res.setEncoding('utf8');
+    this.source = res[Symbol.asyncIterator]() as AsyncIterator<string>;
+  }
+
+  /** The next complete non-blank line received, or undefined: then `fill`. */
+  take(): string | undefined {
+    for (;;) {
+      const nl = this.buffered.indexOf('\n');
+      if (nl < 0) {
+        if (!this.ended || !this.buffered.trim()) return undefined;
+        // The body ended without a newline after its last line.
+        const last = this.buffered;
+        this.buffered = '';
+        return last;
       }
-      buffered += next.value;
-      nl = buffered.indexOf('\n');
+      const line = this.buffered.slice(0, nl);
+      this.buffered = this.buffered.slice(nl + 1);
+      if (line.trim()) return line;
     }
-    const line = buffered.slice(0, nl);
-    buffered = buffered.slice(nl + 1);
-    if (line.trim()) yield line;
+  }
+
+  /** Waits for more of the body; false once it has ended. */
+  async fill(): Promise<boolean> {
+    if (this.ended) return false;
+    const wait = this.idleMs();
+    if (wait <= 0) throw new ContractError('timeout', `${this.what}: deadline passed`);
+    let timer: NodeJS.Timeout | undefined;
+    const next = await Promise.race([
+      this.source.next(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new ContractError('timeout', `${this.what}: no chunk within ${wait} ms`)), wait);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    if (next.done) this.ended = true;
+    else this.buffered += next.value;
+    return true;
   }
 }
 
@@ -313,7 +335,13 @@ export function createHttpBinding<C extends AnyContract>(contract: C, opts: Http
             throw contractErrorFromBody(body?.error);
           }
           let ended = false;
-          for await (const line of ndjsonLines(res, idleMs, `${moduleId}.${name}`)) {
+          const lines = new NdjsonLines(res, idleMs, `${moduleId}.${name}`);
+          for (;;) {
+            const line = lines.take();
+            if (line === undefined) {
+              if (await lines.fill()) continue;
+              break;
+            }
             let msg: { chunk?: unknown; end?: boolean; error?: unknown };
             try {
               msg = JSON.parse(line) as typeof msg;
