@@ -27,6 +27,7 @@
 // module once the registry does not know its instance and its consumer has read nothing for
 // `consumerIdleMs` (what it held is dropped with it: no other instance needed it).
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { currentContext, runWithContext, type RequestContext } from '../context/request-context.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -169,6 +170,9 @@ export class EventBus {
 
   constructor(opts: EventBusOptions) {
     if (!opts.instanceId) throw new Error('EventBus needs an instanceId');
+    // Every subscription's loops sleep on this one signal (each removes its listener when it wakes): one
+    // per subscription is expected, not a leak, and a process hosting every module has more than 10.
+    setMaxListeners(0, this.stopping.signal);
     this.connections = opts.connections;
     this.logger = opts.logger.child({ component: 'events' });
     this.metrics = opts.metrics;
