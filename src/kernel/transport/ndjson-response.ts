@@ -14,9 +14,6 @@ export interface NdjsonFraming {
   refuse: (err: ContractError) => void;
 }
 
-/** How long a burst of lines may gather in the socket's cork before it is sent (ms). */
-const FLUSH_MS = 0.2;
-
 function drained(res: Response): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
@@ -35,7 +32,6 @@ export async function writeNdjson(res: Response, iterator: AsyncIterator<unknown
   // been read, which would end every stream after its first chunk. The response closes when the answer
   // is complete or when the caller went away.
   let gone = false;
-  let flushedAt = -Infinity;
   res.on('close', () => {
     if (res.writableFinished) return;
     gone = true;
@@ -49,18 +45,7 @@ export async function writeNdjson(res: Response, iterator: AsyncIterator<unknown
     res.flushHeaders();
     while (!next.done && !gone) {
       // Respect backpressure: a slow caller must slow the producer down, not grow our memory.
-      const room = res.write(`${JSON.stringify(framing.line(next.value))}\n`);
-      // Node's response corks its socket on a write until the next tick, and the next tick only comes once
-      // the microtask queue is empty: a burst of chunks produced by promise continuations (an LLM's tokens
-      // parsed from one read) would leave in one piece after the last of them, and the first would wait
-      // for the last. Send what is written at most every FLUSH_MS instead (one write per chunk would cost
-      // a system call each: a third fewer turns/s in the chat bench).
-      const now = performance.now();
-      if (now - flushedAt >= FLUSH_MS && res.socket?.writableCorked) {
-        res.socket.uncork();
-        flushedAt = now;
-      }
-      if (!room) await drained(res);
+      if (!res.write(`${JSON.stringify(framing.line(next.value))}\n`)) await drained(res);
       if (gone) break;
       next = await iterator.next();
     }
