@@ -125,7 +125,18 @@ export class Collections {
       this.logger.info({ collection: c, vectors: idx.size, model: info.model, graph, ms: Date.now() - started }, 'vector collection loaded');
     }
     previous?.dispose();
-    this.positions.set(c, position);
+    // What was logged since `position` may have gone into the previous index (a local write, whose
+    // entry the tail then skips, or the tail itself, whose read can also move the position past it)
+    // and been missed by the scan: apply all of it again, from Redis, to the new index.
+    let last = position;
+    for (;;) {
+      const entries = (await VectorStore.readLogs(this.redis, new Map([[c, last]]))).get(c) ?? [];
+      if (!entries.length) break;
+      await this.handleAll(c, entries);
+      last = entries[entries.length - 1]!.streamId;
+    }
+    const current = this.positions.get(c);
+    this.positions.set(c, current !== undefined && compareIds(current, last) > 0 ? current : last);
   }
 
   /** A saved graph that matches the collection, with the ids changed since it was written. */
@@ -225,6 +236,12 @@ export class Collections {
   }
 
   private async handle(c: Collection, entries: LogEntry[]): Promise<void> {
+    await this.handleAll(c, entries.filter((e) => e.op === 'reset' || !this.appliedHere.delete(e.streamId)));
+    this.positions.set(c, entries[entries.length - 1]!.streamId);
+  }
+
+  /** Applies log entries from Redis (a reset drops what came before it). */
+  private async handleAll(c: Collection, entries: LogEntry[]): Promise<void> {
     const ids = new Set<string>();
     for (const e of entries) {
       if (e.op === 'reset') {
@@ -233,11 +250,9 @@ export class Collections {
         this.dropLocal(c);
         continue;
       }
-      if (this.appliedHere.delete(e.streamId)) continue;
       for (const id of e.ids) ids.add(id);
     }
     await this.apply(c, [...ids]);
-    this.positions.set(c, entries[entries.length - 1]!.streamId);
   }
 
   private async audit(): Promise<void> {
