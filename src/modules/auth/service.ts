@@ -159,6 +159,9 @@ export class AuthService implements Handlers<typeof authContract> {
     if (!user) throw new ContractError('not_found', 'no such user');
     const updated = await this.users.update(user, { role: role ?? user.role, disabled: disabled ?? user.disabled });
     if (updated.disabled && !user.disabled) await this.revokeAllSessions(id, 'disabled');
+    // Open sockets joined the rooms of the old role at their handshake (e.g. admins hear approvals
+    // only admins decide): they reconnect and are judged again.
+    else if (updated.role !== user.role) this.realtime.disconnectUser(id);
     await this.events.publish('auth.user.updated', { userId: id, role: updated.role, disabled: updated.disabled });
     return view(updated);
   }

@@ -159,6 +159,15 @@ describe('approvals over the socket', () => {
     expect(leaked).toBe(0);
   });
 
+  it("closes a user's open sockets when their role changes, so the rooms of the old role are left", async () => {
+    const user = await http.signedInUser(admin.accessToken);
+    const me = await json<{ id: string }>(await http.request('GET', '/auth/me', { token: user.accessToken }), 200);
+    const socket = await connected(user.accessToken);
+    const closed = new Promise<string>((resolve) => socket.once('disconnect', (reason) => resolve(reason)));
+    await json(await http.request('PATCH', `/auth/users/${me.id}`, { token: admin.accessToken, body: { role: 'admin' } }), 200);
+    expect(await closed).toBe('io server disconnect');
+  });
+
   it('announces an expiry to the owner without anyone asking', async () => {
     const owner = await http.signedInUser(admin.accessToken);
     const socket = await connected(owner.accessToken);
