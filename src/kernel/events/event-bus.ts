@@ -33,6 +33,7 @@ import { currentContext, runWithContext, type RequestContext } from '../context/
 import type { Metrics } from '../metrics/metrics.js';
 import { quitWithin, type Redis, type RedisConnections } from '../redis/redis-connections.js';
 import { settlesWithin } from '../time/settles-within.js';
+import { sleep } from '../time/sleep.js';
 import { assertEventType, decodeEnvelope, encodeEnvelope, type EventEnvelope, type EventHandler } from './envelope.js';
 
 export type { EventEnvelope, EventHandler };
@@ -603,16 +604,7 @@ export class EventBus {
 
   /** Sleeps, but wakes up at once when the bus closes. */
   private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      if (this.closed) return resolve();
-      const done = (): void => {
-        clearTimeout(timer);
-        this.stopping.signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.stopping.signal.addEventListener('abort', done, { once: true });
-    });
+    return this.closed ? Promise.resolve() : sleep(ms, this.stopping.signal);
   }
 }
 

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import type { Port } from '../../kernel/contract/define.js';
 import { isContractError } from '../../kernel/contract/errors.js';
 import { withContext } from '../../kernel/context/request-context.js';
+import { sleep } from '../../kernel/time/sleep.js';
 import { browserContract } from '../browser/contract.js';
 import type { toolDefinition } from '../llm/contract.js';
 import { searchContract } from '../search/contract.js';
@@ -100,16 +101,6 @@ export interface RunOptions {
 const cut = (s: string, max: number) => (s.length > max ? `${s.slice(0, max)}\n[… cut: ${s.length - max} more characters]` : s);
 const failed = (error: string): CallRecord => ({ status: 'failed', result: { error } });
 const denied = (error: string): CallRecord => ({ status: 'denied', result: { error } });
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 
 function errorText(err: unknown): string {
   if (isContractError(err)) return `${err.code}: ${err.message}`;

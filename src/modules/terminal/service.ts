@@ -20,6 +20,7 @@ import {
 import type { ModuleJobs } from '../../kernel/jobs/jobs.js';
 import type { AppConfig } from '../../kernel/config/app-config.js';
 import type { Realtime } from '../../kernel/realtime/realtime.js';
+import { settlesWithin } from '../../kernel/time/settles-within.js';
 import { configContract } from '../config/contract.js';
 import { terminalContract, terminalSettings, type RiskClass } from './contract.js';
 import { CommandRefused } from './command-parser.js';
@@ -708,7 +709,7 @@ export class TerminalService implements Handlers<typeof terminalContract> {
     await this.sessions.closeAll();
     for (const r of this.running.values()) r.abort.abort();
     const until = Date.now() + deadlineMs;
-    await Promise.race([Promise.all([...this.running.values()].map((r) => r.done)), new Promise((r) => setTimeout(r, deadlineMs))]);
-    await Promise.race([Promise.all([...this.trailing]), new Promise((r) => setTimeout(r, Math.max(0, until - Date.now())))]);
+    await settlesWithin(Promise.all([...this.running.values()].map((r) => r.done)), deadlineMs);
+    await settlesWithin(Promise.all([...this.trailing]), until - Date.now());
   }
 }
