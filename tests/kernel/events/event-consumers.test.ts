@@ -1,46 +1,19 @@
 // Consumer names of processes that are gone leave their consumer groups: a stopped instance's consumer
 // disappears once it holds nothing and has been idle long enough, after its unfinished entries were
 // taken over by a live instance; live instances (by the registry, or by reading) are never removed.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
-import { pino } from 'pino';
-import { EventBus, type EventBusOptions, type EventEnvelope } from '../../../src/kernel/events/event-bus.js';
-import { RedisConnections } from '../../../src/kernel/redis/redis-connections.js';
-import { startTestRedis, type TestRedis } from '../../support/redis.js';
+import { describe, expect, it } from 'vitest';
+import { type EventEnvelope } from '../../../src/kernel/events/event-bus.js';
+import { eventBuses } from '../../support/event-buses.js';
 
-const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 const TYPE = 'documents.document.ingested';
 const MODULE = 'search';
 const STREAM = `kernel:events:${TYPE}`;
 
-let redis: TestRedis;
-let raw: Redis;
-let connections: RedisConnections;
-const buses: EventBus[] = [];
-
-beforeAll(async () => {
-  redis = await startTestRedis();
-  raw = new Redis({ path: redis.target.path! });
-  connections = new RedisConnections(redis.target, logger);
-});
-afterAll(async () => {
-  await raw.quit();
-  await connections.closeAll();
-  await redis.stop();
-});
-afterEach(async () => {
-  await Promise.all(buses.splice(0).map((b) => b.close(1_000)));
-  await raw.flushall();
-});
-
-function bus(instanceId: string, opts: Partial<EventBusOptions> = {}): EventBus {
-  const b = new EventBus({ connections, logger, instanceId, retryDelayMs: 100, blockMs: 100, consumerIdleMs: 400, consumerSweepMs: 100, ...opts });
-  buses.push(b);
-  return b;
-}
+const events = eventBuses({ retryDelayMs: 100, blockMs: 100, consumerIdleMs: 400, consumerSweepMs: 100 });
+const bus = events.bus;
 
 async function consumers(): Promise<Record<string, number>> {
-  const rows = (await raw.xinfo('CONSUMERS', STREAM, MODULE)) as unknown[][];
+  const rows = (await events.raw.xinfo('CONSUMERS', STREAM, MODULE)) as unknown[][];
   return Object.fromEntries(rows.map((r) => [String(r[1]), Number(r[3])]));
 }
 

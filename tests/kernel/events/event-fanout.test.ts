@@ -2,50 +2,24 @@
 // hears each one, where an ordinary event goes to one instance of the module. Each instance reads them
 // in a group of its own (`<module>@<instanceId>`), gone at graceful close, swept once its process is gone.
 // End to end: a settings change made through one AutoBot is applied by every AutoBot on the same Redis.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
-import { pino } from 'pino';
-import { EventBus, type EventBusOptions, type EventEnvelope } from '../../../src/kernel/events/event-bus.js';
-import { RedisConnections } from '../../../src/kernel/redis/redis-connections.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type EventBus, type EventEnvelope } from '../../../src/kernel/events/event-bus.js';
 import { coreModules } from '../../../src/modules/catalogue.js';
 import { ADMIN_PASSWORD, startTestApp, type TestApp } from '../../support/app.js';
 import { authHttp, type TokenPair } from '../../support/auth-http.js';
 import { startTestRedis, type TestRedis } from '../../support/redis.js';
+import { eventBuses } from '../../support/event-buses.js';
 
-const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 const FAN = 'config.settings.changed';
 const WORK = 'documents.document.ingested';
 const MODULE = 'search';
 const FAN_STREAM = `kernel:events:${FAN}`;
 
-let redis: TestRedis;
-let raw: Redis;
-let connections: RedisConnections;
-const buses: EventBus[] = [];
-
-beforeAll(async () => {
-  redis = await startTestRedis();
-  raw = new Redis({ path: redis.target.path! });
-  connections = new RedisConnections(redis.target, logger);
-});
-afterAll(async () => {
-  await raw.quit();
-  await connections.closeAll();
-  await redis.stop();
-});
-afterEach(async () => {
-  await Promise.all(buses.splice(0).map((b) => b.close(1_000)));
-  await raw.flushall();
-});
-
-function bus(instanceId: string, opts: Partial<EventBusOptions> = {}): EventBus {
-  const b = new EventBus({ connections, logger, instanceId, everyInstance: [FAN], retryDelayMs: 1_000, blockMs: 100, ...opts });
-  buses.push(b);
-  return b;
-}
+const events = eventBuses({ everyInstance: [FAN], retryDelayMs: 1_000, blockMs: 100 });
+const bus = events.bus;
 
 async function groups(stream = FAN_STREAM): Promise<string[]> {
-  const rows = (await raw.xinfo('GROUPS', stream)) as unknown[][];
+  const rows = (await events.raw.xinfo('GROUPS', stream)) as unknown[][];
   return rows.map((r) => String(r[1])).sort();
 }
 
@@ -130,11 +104,11 @@ describe('fan-out events on the bus', () => {
   it('sweeps away the group of an instance that is gone, keeping live instances\' and other modules\'', async () => {
     // What processes that died leave behind: their group, with their consumer and an entry it held.
     for (const group of [`${MODULE}@dead-1`, `${MODULE}@live-1`, `other@dead-2`]) {
-      await raw.xgroup('CREATE', FAN_STREAM, group, '$', 'MKSTREAM');
-      await raw.xgroup('CREATECONSUMER', FAN_STREAM, group, group.split('@')[1]!);
+      await events.raw.xgroup('CREATE', FAN_STREAM, group, '$', 'MKSTREAM');
+      await events.raw.xgroup('CREATECONSUMER', FAN_STREAM, group, group.split('@')[1]!);
     }
-    await raw.xadd(FAN_STREAM, '*', 'envelope', '{}');
-    await raw.xreadgroup('GROUP', `${MODULE}@dead-1`, 'dead-1', 'COUNT', 1, 'STREAMS', FAN_STREAM, '>');
+    await events.raw.xadd(FAN_STREAM, '*', 'envelope', '{}');
+    await events.raw.xreadgroup('GROUP', `${MODULE}@dead-1`, 'dead-1', 'COUNT', 1, 'STREAMS', FAN_STREAM, '>');
 
     const alive = bus('alive', { consumerIdleMs: 400, consumerSweepMs: 100, retryDelayMs: 100, liveInstances: () => ['live-1'] });
     await listen(alive);
