@@ -6,7 +6,8 @@ import { RedisConnections } from '../../src/kernel/redis/redis-connections.js';
 import { SagaOrchestrator, type SagaOrchestratorOptions } from '../../src/kernel/sagas/saga-orchestrator.js';
 import type { SagaRecord, SagaStatus } from '../../src/kernel/sagas/saga-record.js';
 import { createLedger, transferSaga, type LedgerHooks, type LedgerPort } from './saga-ledger.js';
-import type { TestRedis } from './redis.js';
+import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
+import { startTestRedis, type TestRedis } from './redis.js';
 
 export const sagaTestLogger = createLogger((process.env.SAGA_TEST_LOG_LEVEL as 'silent' | undefined) ?? 'silent', 'saga-test');
 
@@ -74,4 +75,28 @@ export function latch(): { promise: Promise<void>; open: () => void } {
   let open!: () => void;
   const promise = new Promise<void>((resolve) => (open = resolve));
   return { promise, open };
+}
+
+/**
+ * Registers a saga suite's hooks: one private Redis for the suite (handed to `onRedis`, if given), a
+ * fresh harness for each test (handed to `onHarness`), closed after it (`beforeClose` first, if given).
+ */
+export function sagaSuite(onHarness: (h: SagaHarness) => void, opts: { onRedis?: (redis: TestRedis) => void; beforeClose?: () => Promise<void> } = {}): void {
+  let redis: TestRedis | undefined;
+  let h: SagaHarness | undefined;
+  beforeAll(async () => {
+    redis = await startTestRedis();
+    opts.onRedis?.(redis);
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+  beforeEach(() => {
+    h = new SagaHarness(redis!);
+    onHarness(h);
+  });
+  afterEach(async () => {
+    await opts.beforeClose?.();
+    await h?.close();
+  });
 }

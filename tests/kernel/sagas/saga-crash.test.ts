@@ -3,29 +3,16 @@
 // journal once the dead one's lease expires. Step 1 is not called again, step 2 is called again with
 // the same idempotency key, and every effect is applied exactly once.
 import { Queue } from 'bullmq';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SAGA_QUEUE_PREFIX, sagaQueueName, type SagaOrchestrator } from '../../../src/kernel/sagas/saga-orchestrator.js';
-import { startTestRedis, type TestRedis } from '../../support/redis.js';
+import type { TestRedis } from '../../support/redis.js';
 import { ledgerState, type TransferInput } from '../../support/saga-ledger.js';
-import { SagaHarness, waitForSaga } from '../../support/saga-harness.js';
+import { SagaHarness, sagaSuite, waitForSaga } from '../../support/saga-harness.js';
 import { killSagaWorkers, spawnSagaWorker, type SagaWorkerProcess } from '../../support/saga-worker-process.js';
 
 let redis: TestRedis;
 let h: SagaHarness;
-
-beforeAll(async () => {
-  redis = await startTestRedis();
-});
-afterAll(async () => {
-  await redis.stop();
-});
-beforeEach(() => {
-  h = new SagaHarness(redis);
-});
-afterEach(async () => {
-  await killSagaWorkers();
-  await h.close();
-});
+sagaSuite((next) => (h = next), { onRedis: (r) => (redis = r), beforeClose: killSagaWorkers });
 
 const LEASE = { lockMs: 1000, stalledMs: 500 };
 

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { Queue } from 'bullmq';
 import { currentContext, runWithContext, type RequestContext } from '../../../src/kernel/context/request-context.js';
@@ -6,25 +6,11 @@ import { ContractError } from '../../../src/kernel/contract/errors.js';
 import { defineSaga } from '../../../src/kernel/sagas/saga-definition.js';
 import { LeaseLostError, SagaJournal } from '../../../src/kernel/sagas/saga-journal.js';
 import { SAGA_QUEUE_PREFIX, sagaQueueName } from '../../../src/kernel/sagas/saga-orchestrator.js';
-import { startTestRedis, type TestRedis } from '../../support/redis.js';
 import { ledgerState, transferStepNames, type TransferInput } from '../../support/saga-ledger.js';
-import { latch, SagaHarness, waitForSaga } from '../../support/saga-harness.js';
+import { latch, SagaHarness, sagaSuite, waitForSaga } from '../../support/saga-harness.js';
 
-let redis: TestRedis;
 let h: SagaHarness;
-
-beforeAll(async () => {
-  redis = await startTestRedis();
-});
-afterAll(async () => {
-  await redis.stop();
-});
-beforeEach(() => {
-  h = new SagaHarness(redis);
-});
-afterEach(async () => {
-  await h.close();
-});
+sagaSuite((next) => (h = next));
 
 const transfer = (over: Partial<TransferInput> = {}): TransferInput => ({
   from: 'alice',

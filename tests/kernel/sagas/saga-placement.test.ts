@@ -3,29 +3,17 @@
 // pick its sagas up. And a process that starts a saga of a type it hosts drives it itself at once,
 // with the queued job kept for recovery only.
 import { Queue } from 'bullmq';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SAGA_QUEUE_PREFIX, sagaQueueName } from '../../../src/kernel/sagas/saga-orchestrator.js';
 import { chatTurnSaga } from '../../../src/modules/messages/chat-turn-saga.js';
 import { startFakeOllama, type FakeOllama } from '../../support/fake-ollama.js';
-import { startTestRedis, type TestRedis } from '../../support/redis.js';
+import type { TestRedis } from '../../support/redis.js';
 import { startChatApp } from '../../modules/messages/chat-app.js';
-import { SagaHarness, waitForSaga } from '../../support/saga-harness.js';
+import { SagaHarness, sagaSuite, waitForSaga } from '../../support/saga-harness.js';
 
 let redis: TestRedis;
 let h: SagaHarness;
-
-beforeAll(async () => {
-  redis = await startTestRedis();
-});
-afterAll(async () => {
-  await redis.stop();
-});
-beforeEach(() => {
-  h = new SagaHarness(redis);
-});
-afterEach(async () => {
-  await h.close();
-});
+sagaSuite((next) => (h = next), { onRedis: (r) => (redis = r) });
 
 const input = { from: 'alice', to: 'bob', amount: 30, feePayer: 'carol', fee: 5 };
 

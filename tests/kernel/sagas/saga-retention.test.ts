@@ -1,27 +1,13 @@
 // Finished saga journals do not grow forever: a completed saga's journal expires after the retention,
 // a failed or compensated one is kept longer, the expired ids leave the indexes, and the admin list
 // pages through exactly what is kept (no short or empty pages while expired ids wait to be pruned).
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startTestRedis, type TestRedis } from '../../support/redis.js';
+import { describe, expect, it } from 'vitest';
 import type { TransferInput } from '../../support/saga-ledger.js';
-import { SagaHarness, waitForSaga } from '../../support/saga-harness.js';
+import { SagaHarness, sagaSuite, waitForSaga } from '../../support/saga-harness.js';
 import type { SagaOrchestrator } from '../../../src/kernel/sagas/saga-orchestrator.js';
 
-let redis: TestRedis;
 let h: SagaHarness;
-
-beforeAll(async () => {
-  redis = await startTestRedis();
-});
-afterAll(async () => {
-  await redis.stop();
-});
-beforeEach(() => {
-  h = new SagaHarness(redis);
-});
-afterEach(async () => {
-  await h.close();
-});
+sagaSuite((next) => (h = next));
 
 const transfer: TransferInput = { from: 'alice', to: 'bob', amount: 1, feePayer: 'carol', fee: 1 };
 const SHORT_MS = 1_000;

@@ -1,28 +1,15 @@
 // The two step options the chat turn needs (ARCHITECTURE.md §6a): a deterministic `when` that skips a
 // step (journaled `skipped`, nothing to compensate, the same decision after a resume), and a
 // long-running step whose deadline is its own rather than the operation's default.
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ContractError } from '../../../src/kernel/contract/errors.js';
 import { currentContext } from '../../../src/kernel/context/request-context.js';
 import { defineSaga } from '../../../src/kernel/sagas/saga-definition.js';
-import { startTestRedis, type TestRedis } from '../../support/redis.js';
-import { SagaHarness, waitForSaga } from '../../support/saga-harness.js';
+import { SagaHarness, sagaSuite, waitForSaga } from '../../support/saga-harness.js';
 
-let redis: TestRedis;
 let h: SagaHarness;
-beforeAll(async () => {
-  redis = await startTestRedis();
-});
-afterAll(async () => {
-  await redis.stop();
-});
-beforeEach(() => {
-  h = new SagaHarness(redis);
-});
-afterEach(async () => {
-  await h.close();
-});
+sagaSuite((next) => (h = next));
 
 const input = z.object({ useKnowledge: z.boolean(), failLast: z.boolean().default(false) });
 
