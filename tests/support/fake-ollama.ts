@@ -30,6 +30,12 @@ export interface ChatScript {
   firstTokenDelayMs?: number;
   /** Wait between deltas. */
   tokenDelayMs?: number;
+  /**
+   * The whole streamed reply (every line and the final one) in one write, so it reaches the client in
+   * one read: a host that produced tokens faster than the connection took them. Default: one write per
+   * line, in the same tick when there is no tokenDelayMs.
+   */
+  burst?: boolean;
   /** Fail before anything is sent: an HTTP error in Ollama's shape, or `drop` (connection reset). */
   failBefore?: { status: number; error?: string } | 'drop';
   /** Fail after this many deltas: an `{"error"}` line (as Ollama does), or `drop` (connection closed). */
@@ -53,6 +59,8 @@ export interface RecordedRequest {
   startedAt: number;
   /** When the first delta was written (chat and generate). */
   firstTokenAt?: number;
+  /** The same on performance.now()'s clock (sub-millisecond, for benchmarks in this process). */
+  firstTokenPerfAt?: number;
   /** The client closed the connection before the answer ended. */
   aborted: boolean;
   abortedAt?: number;
@@ -260,6 +268,7 @@ export async function startFakeOllama(opts: FakeOllamaOptions = {}): Promise<Fak
         return sendJson(res, rec, 500, { error: s.failAfter.error ?? 'fake failure after first token' });
       }
       rec.firstTokenAt = Date.now();
+      rec.firstTokenPerfAt = performance.now();
       rec.tokensSent = tokens.length;
       rec.finished = true;
       return sendJson(res, rec, 200, final(tokens.join('')));
@@ -269,6 +278,16 @@ export async function startFakeOllama(opts: FakeOllamaOptions = {}): Promise<Fak
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
     // Resolves when the last line has reached the socket: a scripted drop must not swallow it.
     let flushed: Promise<void> = Promise.resolve();
+    if (s.burst && !s.failAfter && !s.hang && !s.tokenDelayMs) {
+      const lines = tokens.map((t) => `${JSON.stringify(chunk(t))}\n`);
+      if (toolCalls && kind === 'chat') lines.push(`${JSON.stringify(chunk('', { tool_calls: toolCalls.map((c) => ({ function: c })) }))}\n`);
+      rec.firstTokenAt = Date.now();
+      rec.firstTokenPerfAt = performance.now();
+      rec.tokensSent = tokens.length;
+      rec.finished = true;
+      res.end(`${lines.join('')}${JSON.stringify(final(tokens.join('')))}\n`);
+      return;
+    }
     for (let i = 0; i < tokens.length; i++) {
       if (i > 0 && s.tokenDelayMs) await sleep(s.tokenDelayMs);
       if (gone()) return;
@@ -285,12 +304,14 @@ export async function startFakeOllama(opts: FakeOllamaOptions = {}): Promise<Fak
       }
       flushed = new Promise<void>((resolve) => res.write(`${JSON.stringify(chunk(tokens[i]!))}\n`, () => resolve()));
       rec.firstTokenAt ??= Date.now();
+      rec.firstTokenPerfAt ??= performance.now();
       rec.tokensSent++;
       if (s.hang === 'after') return;
     }
     if (toolCalls && kind === 'chat') {
       res.write(`${JSON.stringify(chunk('', { tool_calls: toolCalls.map((c) => ({ function: c })) }))}\n`);
       rec.firstTokenAt ??= Date.now();
+      rec.firstTokenPerfAt ??= performance.now();
     }
     rec.finished = true;
     res.end(`${JSON.stringify(final(tokens.join('')))}\n`);

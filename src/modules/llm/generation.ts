@@ -6,6 +6,7 @@
 import type { ChatRequest, ChatResponse, Message, Tool } from 'ollama';
 import type { z } from 'zod';
 import { ContractError, isContractError } from '../../kernel/contract/errors.js';
+import { afterQueuedWork, QUEUED_WORK_DONE } from '../../kernel/time/after-queued-work.js';
 import type { generateChunk, generateInput, LlmSettings } from './contract.js';
 import type { HostPool } from './host-pool.js';
 import type { ErrorReason, LlmMetrics } from './llm-metrics.js';
@@ -173,7 +174,12 @@ interface RelayState {
   onAbort: () => void;
 }
 
-/** After the first token: pass everything on; a failure now ends the reply with what it had. */
+/**
+ * After the first token: pass everything on; a failure now ends the reply with what it had. Text parts
+ * that arrived together (Ollama's lines from one TCP read) go on as one delta, sent once the read has
+ * been handed on and nothing more had arrived: a burst of tokens costs every consumer downstream (a lifted binding's wire, the chat
+ * turn, socket.io, Redis) one chunk instead of one per token, and no text waits for a later read.
+ */
 async function* relay(
   deps: GenerationDeps,
   host: OllamaHost,
@@ -185,6 +191,9 @@ async function* relay(
   const firstAt = Date.now();
   deps.metrics.timeToFirstToken.labels(host.label, model).observe((firstAt - st.started) / 1000);
   let text = '';
+  /** Text received and not passed on yet, and the moment the read it came in has been handed on. */
+  let unsent = '';
+  let readDone: ReturnType<typeof afterQueuedWork> | undefined;
   let outcome = 'failed';
   try {
     let part: ChatResponse | undefined = first;
@@ -192,9 +201,13 @@ async function* relay(
       const content = part.message?.content ?? '';
       if (content) {
         text += content;
-        yield { type: 'delta', delta: content };
+        unsent += content;
       }
       const calls = part.message?.tool_calls;
+      if (unsent && (calls?.length || part.done)) {
+        yield { type: 'delta', delta: unsent };
+        unsent = '';
+      }
       if (calls?.length) yield { type: 'toolCalls', toolCalls: calls.map((c) => ({ name: c.function.name, arguments: c.function.arguments ?? {} })) };
       if (part.done) {
         const end = Date.now();
@@ -216,13 +229,29 @@ async function* relay(
         };
         return;
       }
-      let next: IteratorResult<ChatResponse>;
+      let next: IteratorResult<ChatResponse> | undefined;
+      let failure: AttemptFailure | ContractError | undefined;
       try {
-        next = await stream.next();
+        const upcoming = stream.next();
+        if (unsent) {
+          readDone ??= afterQueuedWork();
+          const soon = await Promise.race([upcoming, readDone]);
+          if (soon === QUEUED_WORK_DONE) {
+            // Nothing more had arrived: the text goes now, and the next part is waited for.
+            readDone = undefined;
+            yield { type: 'delta', delta: unsent };
+            unsent = '';
+            next = await upcoming;
+          } else next = soon;
+        } else next = await upcoming;
       } catch (err) {
-        throw afterFirstToken(deps, host, classify(err, st.why), text);
+        failure = classify(err, st.why);
       }
-      if (next.done) throw afterFirstToken(deps, host, new AttemptFailure('connection', 'the stream from Ollama broke off'), text);
+      if (!next || next.done) {
+        // The consumer gets every piece of text that arrived before the failure, then the failure.
+        if (unsent) yield { type: 'delta', delta: unsent };
+        throw afterFirstToken(deps, host, failure ?? new AttemptFailure('connection', 'the stream from Ollama broke off'), text);
+      }
       part = next.value;
     }
   } finally {

@@ -21,6 +21,11 @@ export async function refusal(call: Promise<unknown>): Promise<{ code: string; m
   return outcome.err;
 }
 
+/** The text of a stream's delta chunks, one element per delta. */
+export function deltas(chunks: readonly unknown[]): string[] {
+  return chunks.flatMap((c) => ((c as { type?: string }).type === 'delta' ? [(c as { delta: string }).delta] : []));
+}
+
 /** Every chunk of a stream, and the error that ended it, if any. */
 export async function drain<T>(stream: AsyncIterable<T>): Promise<{ chunks: T[]; error?: { code: string; message: string; details?: unknown } }> {
   const chunks: T[] = [];
