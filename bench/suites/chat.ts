@@ -51,9 +51,12 @@ interface LoadResult {
   failed: number;
 }
 
+/** The fake's tokens (`tok<n> `) in a delta's text. */
+const tokenCount = (text: string) => text.match(/tok\d+ /g)?.length ?? 0;
+
 /** When the fake wrote the first token of the request whose last message is `content` (the whole reply goes in one burst). */
 function writeClock(fake: FakeOllama): (content: string) => number | undefined {
-  const byContent = new Map<string, { firstTokenAt?: number }>();
+  const byContent = new Map<string, { firstTokenPerfAt?: number }>();
   let seen = 0;
   return (content) => {
     // Incremental: the request list only grows; records are read when asked, once the tokens went out.
@@ -62,7 +65,7 @@ function writeClock(fake: FakeOllama): (content: string) => number | undefined {
       const key = ((r.body?.messages ?? []) as { content: string }[]).at(-1)?.content;
       if (key) byContent.set(key, r);
     }
-    return byContent.get(content)?.firstTokenAt;
+    return byContent.get(content)?.firstTokenPerfAt;
   };
 }
 
@@ -89,10 +92,10 @@ async function baseline(fake: FakeOllama, paceMs?: number): Promise<LoadResult> 
           if (Date.now() >= stopAt) break;
         }
         const content = `baseline ${n++}`;
-        const t0 = Date.now();
+        const t0 = performance.now();
         const arrivals: number[] = [];
         for await (const part of await client.chat({ model: 'mistral:7b-instruct', messages: [{ role: 'user', content }], stream: true })) {
-          if (part.message.content) arrivals.push(Date.now());
+          if (part.message.content) arrivals.push(performance.now());
         }
         if (!measuring) continue;
         done += 1;
@@ -154,6 +157,7 @@ async function chatLoad(fake: FakeOllama, url: string, pids: number[], redisUrl?
   let done = 0;
   let failed = 0;
   let measuring = false;
+  let deltaFrames = 0;
   try {
     const users = await Promise.all(
       Array.from({ length: USERS }, async (_, i) => {
@@ -178,10 +182,12 @@ async function chatLoad(fake: FakeOllama, url: string, pids: number[], redisUrl?
     const stopAt = Date.now() + WARMUP_MS + DURATION_MS;
     const cpu = () => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
     let cpuAtStart = 0;
+    let perPidAtStart: number[] = [];
     let redisAtStart: ReturnType<typeof redisCalls> | undefined;
     setTimeout(() => {
       measuring = true;
       cpuAtStart = cpu();
+      perPidAtStart = pids.map((pid) => cpuMs(pid));
       if (redisUrl) redisAtStart = redisCalls(redisUrl);
     }, WARMUP_MS);
     const startedMeasure = Date.now() + WARMUP_MS;
@@ -200,13 +206,18 @@ async function chatLoad(fake: FakeOllama, url: string, pids: number[], redisUrl?
           const arrivals: number[] = [];
           let resolveEnd!: (ok: boolean) => void;
           const ended = new Promise<boolean>((r) => (resolveEnd = r));
-          const onDelta = () => arrivals.push(Date.now());
+          // A delta carries every token that reached AutoBot in one read: each of them arrived now.
+          const onDelta = ({ delta }: { delta: string }) => {
+            deltaFrames += 1;
+            const at = performance.now();
+            for (let k = tokenCount(delta); k > 0; k--) arrivals.push(at);
+          };
           const onDone = () => resolveEnd(true);
           const onFail = () => resolveEnd(false);
           socket.on('message:delta', onDelta);
           socket.on('message:completed', onDone);
           socket.on('message:failed', onFail);
-          const t0 = Date.now();
+          const t0 = performance.now();
           const res = await fetch(`${url}/api/v1/messages`, {
             method: 'POST',
             headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
@@ -231,6 +242,7 @@ async function chatLoad(fake: FakeOllama, url: string, pids: number[], redisUrl?
       }),
     );
     const cpuUsed = cpu() - cpuAtStart;
+    const perPid = pids.map((pid, i) => cpuMs(pid) - (perPidAtStart[i] ?? 0));
     const elapsedS = (Date.now() - startedMeasure) / 1000;
     const [redisAfter, redisBefore] = redisUrl && redisAtStart ? [await redisCalls(redisUrl), await redisAtStart] : [];
     const redisUsed = redisAfter && redisBefore ? redisAfter.total - redisBefore.total : undefined;
@@ -239,7 +251,11 @@ async function chatLoad(fake: FakeOllama, url: string, pids: number[], redisUrl?
       const per = [...redisAfter.byCommand].map(([c, n]) => [c, (n - (redisBefore.byCommand.get(c) ?? 0)) / done] as const);
       process.stderr.write(`${per.filter(([, n]) => n >= 0.05).sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${fmt(n, 1)}`).join('\n')}\n`);
     }
-    if (process.env.CHAT_BENCH_OPS) await printOperationTimes(url, done);
+    if (process.env.CHAT_BENCH_OPS) {
+      process.stderr.write(`message:delta frames per turn (warm-up included): ${fmt(deltaFrames / Math.max(1, n), 2)}\n`);
+      process.stderr.write(`CPU per turn by process (${pids.length > 1 ? 'lifted module first, then the main process' : 'one process'}): ${perPid.map((c) => fmt(c / Math.max(1, done), 2)).join(' / ')} ms\n`);
+      await printOperationTimes(url, done);
+    }
     return {
       turnsPerS: done / elapsedS,
       cpuMsPerTurn: done ? cpuUsed / done : undefined,
