@@ -304,6 +304,25 @@ export class SagaJournal {
     }
   }
 
+  /**
+   * Unfinished sagas (running or compensating) whose lease is not held: their driver died (or gave them
+   * back) and no worker has taken them since. A saga just waiting in its queue shows here too.
+   */
+  async withoutLease(): Promise<string[]> {
+    const ids: string[] = [];
+    for (const status of ['running', 'compensating'] as const) for await (const id of this.idsIn(status)) ids.push(id);
+    const free: string[] = [];
+    for (let i = 0; i < ids.length; i += 500) {
+      const batch = ids.slice(i, i + 500);
+      const held = await this.redis.pipeline(batch.map((id) => ['exists', leaseKey(id)])).exec();
+      batch.forEach((id, j) => {
+        const [err, n] = held?.[j] ?? [null, 1];
+        if (!err && n === 0) free.push(id);
+      });
+    }
+    return free;
+  }
+
   private async run(lease: SagaLease | undefined, id: string, mode: 'create' | 'update', extraKeys: string[], ops: Op[]): Promise<number> {
     // Without a lease KEYS[1] is never read; the record key stands in so every key is a real one.
     const leaseKey = lease?.key ?? SagaJournal.recordKey(id);

@@ -3,11 +3,12 @@
 //
 // Fast path: a process that hosts the type drives a saga it starts itself, at once, in process: the
 // journal record and the saga's lease (`saga-lease:<id>`, renewed while it runs) are written in one
-// script, and a recovery job (jobId = sagaId) is queued *delayed* by the lease duration. A saga that
-// ends in time removes its job; nobody else ever sees it. When the driving process dies, its lease
-// expires, the delayed job comes due, and a worker of any process hosting the type takes it and
-// resumes the saga from its journal. A worker that finds the lease still held (the driver is alive,
-// just slow) puts the job back to sleep for as long as the lease has left.
+// script, and nothing is queued. A saga that ends in time costs BullMQ nothing. When the driving
+// process dies, its lease expires; every process serving the type looks for unfinished sagas without a
+// lease every `stalledIntervalMs` (and once when its workers start) and queues a job for each, which a
+// worker takes: it takes the lease and resumes the saga from its journal. A worker that finds the lease
+// still held (the driver is alive, just slow) puts the job back to sleep for as long as the lease has
+// left. A driver that stops early (shutdown, an error) gives its lease up and queues the job itself.
 // Slow path (the starting process does not host the type, or a recovery): the job is queued at once and
 // a worker takes the saga's lease before driving it. Journal writes are fenced by the lease either way.
 import { randomUUID } from 'node:crypto';
@@ -41,7 +42,10 @@ export interface SagaOrchestratorOptions {
    * 5 s would lose a lease it still needs.
    */
   lockDurationMs?: number;
-  /** How often workers look for sagas whose lease expired. Default: half of lockDurationMs. */
+  /**
+   * How often workers look for sagas whose lease expired (their driver died), and BullMQ for stalled
+   * jobs. Default: half of lockDurationMs, so a saga resumes within 1.5 leases of its driver's death.
+   */
   stalledIntervalMs?: number;
   /**
    * Sagas this process drives at once. Default 256: a saga mostly waits on operations (a chat turn
@@ -98,10 +102,12 @@ export class SagaOrchestrator {
   private renewer: NodeJS.Timeout | undefined;
   private readonly running = new Set<Promise<unknown>>();
   /** Sagas driven here that stopped between calls at shutdown: made due at once once the workers closed. */
-  private readonly handBacks: { type: string; id: string; queued: boolean }[] = [];
+  private readonly handBacks: { type: string; id: string }[] = [];
   private readonly stopping = new AbortController();
   private closed: Promise<void> | undefined;
   private pruner: NodeJS.Timeout | undefined;
+  private orphanSweeper: NodeJS.Timeout | undefined;
+  private sweeping: Promise<void> | undefined;
 
   constructor(private readonly opts: SagaOrchestratorOptions) {
     this.logger = opts.logger.child({ component: 'sagas' });
@@ -241,6 +247,11 @@ export class SagaOrchestrator {
     }
     if (!this.served.size) return;
     await this.sweep();
+    // Sagas whose driver died: their lease expires, and the next look finds them.
+    this.orphanSweeper = setInterval(() => {
+      this.sweeping ??= this.sweepOrphans().finally(() => (this.sweeping = undefined));
+    }, this.stalledIntervalMs);
+    this.orphanSweeper.unref();
     // Every worker prunes: pruning is idempotent, and the indexes stay bounded while any process runs.
     this.pruner = setInterval(() => void this.prune(), this.opts.pruneIntervalMs ?? 60_000);
     this.pruner.unref();
@@ -272,6 +283,8 @@ export class SagaOrchestrator {
   private async shutdown(deadlineMs: number): Promise<void> {
     this.stopping.abort();
     clearInterval(this.pruner);
+    clearInterval(this.orphanSweeper);
+    await this.sweeping;
     await Promise.all(this.workers.map((w) => w.pause(true).catch((err: unknown) => this.logger.warn({ err }, 'saga worker pause failed'))));
     if (this.running.size) {
       let timer: NodeJS.Timeout | undefined;
@@ -285,7 +298,7 @@ export class SagaOrchestrator {
     clearInterval(this.renewer);
     // Force: the waiting was done above; BullMQ need not wait for jobs again.
     await Promise.all(this.workers.map((w) => w.close(true).catch((err: unknown) => this.logger.warn({ err }, 'saga worker close failed'))));
-    await Promise.all(this.handBacks.map((b) => this.handBack(b.type, b.id, b.queued)));
+    await Promise.all(this.handBacks.map((b) => this.handBack(b.type, b.id)));
     await Promise.all([...this.queues.values()].map((q) => q.close().catch((err: unknown) => this.logger.warn({ err }, 'saga queue close failed'))));
     await Promise.all([...this.workerConns, this.queueConn, this.kernelRedis].map((c) => c?.quit().catch(() => c.disconnect())));
   }
@@ -334,23 +347,42 @@ export class SagaOrchestrator {
 
   /**
    * Gives every unfinished saga of the types served here a job: covers a process that died between the
-   * journal write and the enqueue (or before its recovery job was queued).
+   * journal write and the enqueue, and the sagas a dead process was driving (at a restart their lease
+   * may not have expired yet: the job sleeps until it has).
    */
   private async sweep(): Promise<void> {
     let count = 0;
     for (const status of ['running', 'compensating'] as const) {
-      for await (const id of this.journal.idsIn(status)) {
-        try {
-          const rec = await this.journal.load(id);
-          if (!rec || isTerminal(rec.status) || !this.served.has(rec.type)) continue;
-          await this.ensureJob(rec.type, id);
-          count += 1;
-        } catch (err) {
-          this.logger.warn({ err, sagaId: id }, 'could not re-enqueue an unfinished saga');
-        }
-      }
+      for await (const id of this.journal.idsIn(status)) if (await this.ensureJobFor(id)) count += 1;
     }
     if (count) this.logger.info({ sagas: count }, 'unfinished sagas checked for a job');
+  }
+
+  /** Queues a job for each unfinished saga whose lease nobody holds (its driver died): they resume here or elsewhere. */
+  private async sweepOrphans(): Promise<void> {
+    try {
+      let count = 0;
+      for (const id of await this.journal.withoutLease()) {
+        if (this.stopping.signal.aborted) return;
+        if (await this.ensureJobFor(id)) count += 1;
+      }
+      if (count) this.logger.debug({ sagas: count }, 'sagas without a lease checked for a job');
+    } catch (err) {
+      if (!this.stopping.signal.aborted) this.logger.warn({ err: (err as Error).message }, 'looking for sagas whose driver died failed; trying again');
+    }
+  }
+
+  /** Whether the saga is unfinished and of a type served here; then it has a job. */
+  private async ensureJobFor(id: string): Promise<boolean> {
+    try {
+      const rec = await this.journal.load(id);
+      if (!rec || isTerminal(rec.status) || !this.served.has(rec.type)) return false;
+      await this.ensureJob(rec.type, id);
+      return true;
+    } catch (err) {
+      this.logger.warn({ err, sagaId: id }, 'could not re-enqueue an unfinished saga');
+      return false;
+    }
   }
 
   private runnerDeps(): SagaRunnerDeps {
@@ -386,16 +418,9 @@ export class SagaOrchestrator {
     }
   }
 
-  /** The fast path: drives a saga this process just started, its recovery job queued delayed meanwhile. */
+  /** The fast path: drives a saga this process just started; its job is queued only if it stops early. */
   private drive(rec: SagaRecord, lease: SagaLease): void {
     const release = this.hold(rec.id, lease);
-    const recovery = this.enqueue(rec.type, rec.id, this.lockDurationMs).then(
-      () => true,
-      (err: unknown) => {
-        this.logger.warn({ err: (err as Error).message, sagaId: rec.id }, 'saga recovery job not queued; the next worker start sweeps it');
-        return false;
-      },
-    );
     const work = (async () => {
       let outcome: RunOutcome | 'error';
       try {
@@ -407,17 +432,13 @@ export class SagaOrchestrator {
       } finally {
         release();
       }
-      const queued = await recovery;
-      if (outcome === 'finished') {
-        // Locked (0) when a worker holds it right now: that worker finds the saga finished and drops it.
-        if (queued) await this.getQueue(rec.type).remove(rec.id).catch(() => 0);
-        return;
-      }
-      // Stopped between two calls (shutdown) or failed: give the lease up so a worker resumes the saga
-      // when its job comes due; on shutdown, make it due now rather than after the lease's delay.
+      if (outcome === 'finished') return;
+      // Stopped between two calls (shutdown) or failed: give the lease up and queue the saga for a worker
+      // (if that fails, the next look for sagas without a lease queues it).
       await this.journal.releaseLease(lease).catch(() => undefined);
-      // After the workers closed (shutdown does it), so that none of ours takes it up again.
-      if (outcome === 'paused') this.handBacks.push({ type: rec.type, id: rec.id, queued });
+      // On shutdown after the workers closed (shutdown does it), so that none of ours takes it up again.
+      if (outcome === 'paused') this.handBacks.push({ type: rec.type, id: rec.id });
+      else await this.enqueue(rec.type, rec.id);
     })();
     // Nothing above should throw after the run (each step catches), but a rejection here (say the queue
     // closed during a shutdown) must be logged, never left unhandled.
@@ -426,10 +447,11 @@ export class SagaOrchestrator {
     void tracked.finally(() => this.running.delete(tracked));
   }
 
-  private async handBack(type: string, id: string, queued: boolean): Promise<void> {
+  private async handBack(type: string, id: string): Promise<void> {
     try {
-      const job = queued ? await this.getQueue(type).getJob(id) : undefined;
-      if (job) await job.promote();
+      // A job may be asleep already (queued by another process's look for sagas without a lease): due now.
+      const queue = this.getQueue(type);
+      if ((await queue.getJobState(id)) === 'delayed') await (await queue.getJob(id))?.promote();
       else await this.enqueue(type, id);
     } catch (err) {
       this.logger.warn({ err: (err as Error).message, sagaId: id }, 'saga not handed back at once; it resumes when its job comes due');

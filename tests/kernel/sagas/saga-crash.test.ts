@@ -81,8 +81,8 @@ describe('saga crash recovery', () => {
     expect(await doomed.waitForLine('hanging')).toBe(`hanging ${id}:creditTarget`);
     const queue = new Queue(sagaQueueName('test.transfer'), { connection: h.connections.blocking('saga-test-queue'), prefix: SAGA_QUEUE_PREFIX });
     try {
-      // Its job is only the recovery job, asleep (delayed) while the driver holds the lease.
-      expect(await queue.getJobState(id)).toBe('delayed');
+      // Nothing is queued while its driver holds the lease: a saga that ends in time costs BullMQ nothing.
+      expect(await queue.getJobState(id)).toBe('unknown');
       const before = await orch.get(id);
       expect(before?.steps.map((s) => [s.status, s.attempts])).toEqual([
         ['completed', 1],
@@ -108,6 +108,33 @@ describe('saga crash recovery', () => {
     } finally {
       await queue.close();
     }
+  });
+
+  it('hands a killed driver’s saga to a process that was running all along, once the lease expired', async () => {
+    await h.setBalances({ alice: 100, bob: 0, carol: 10 });
+    const id = 'crash-no-restart';
+    const orch = h.orchestrator(undefined);
+    // Up before the saga starts: its start-up sweep has nothing to find, only the look for sagas
+    // without a lease can hand it this one.
+    const survivor = spawnSagaWorker({ redisUrl: redis.url, ...LEASE });
+    await survivor.waitForLine('ready');
+    const doomed = spawnSagaWorker({ redisUrl: redis.url, hangOnStep: 'creditTarget', start: { id, input: { from: 'alice', to: 'bob', amount: 30, feePayer: 'carol', fee: 5 } }, ...LEASE });
+    expect(await doomed.waitForLine('hanging')).toBe(`hanging ${id}:creditTarget`);
+    doomed.child.kill('SIGKILL');
+    await doomed.exited;
+    const after = await waitForSaga(orch, id, ['completed', 'compensated', 'failed'], 20_000).catch((err: Error) => {
+      throw new Error(`${err.message}\nsurvivor stderr:\n${survivor.stderr()}`);
+    });
+    expect(after.status).toBe('completed');
+    expect(after.steps.map((s) => [s.name, s.status, s.attempts])).toEqual([
+      ['debitSource', 'completed', 1],
+      ['creditTarget', 'completed', 2],
+      ['chargeFee', 'completed', 1],
+    ]);
+    const keys = [`${id}:debitSource`, `${id}:creditTarget`, `${id}:chargeFee`];
+    const state = await ledgerState(h.ledgerRedis, ['alice', 'bob', 'carol'], keys);
+    expect(state.applied).toEqual({ [keys[0]!]: 1, [keys[1]!]: 1, [keys[2]!]: 1 });
+    expect(state.balances).toEqual({ alice: 70, bob: 30, carol: 5 });
   });
 
   it('compensates a resumed saga whose later step fails, undoing each effect once', async () => {
