@@ -25,6 +25,7 @@ return 1`;
 
 // KEYS: chat hash, owner index. ARGV: id, messageCount, lastActivityAt (ISO), its ms, updatedAt.
 // The count never goes down and the activity never moves back: turns may report out of order.
+// Answers the chat's hash after the change (0: no such chat).
 const ACTIVITY = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local count = tonumber(redis.call('HGET', KEYS[1], 'messageCount') or '0')
@@ -34,7 +35,7 @@ if tonumber(ARGV[4]) > last then
   redis.call('HSET', KEYS[1], 'lastActivityAt', ARGV[3], 'lastActivityMs', ARGV[4], 'updatedAt', ARGV[5])
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 end
-return 1`;
+return redis.call('HGETALL', KEYS[1])`;
 
 // KEYS: chat hash. ARGV: title, updatedAt. Only while untitled.
 const TITLE_IF_NONE = `
@@ -108,8 +109,13 @@ export class ChatStore {
     await this.redis.eval(`if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], unpack(ARGV)) end return 1`, 1, chatKey(id), ...fields);
   }
 
-  async recordActivity(c: StoredChat, messageCount: number, lastActivityAt: string, now: string): Promise<void> {
-    await this.redis.eval(ACTIVITY, 2, chatKey(c.id), ownerKey(c.ownerId), c.id, messageCount, lastActivityAt, Date.parse(lastActivityAt), now);
+  /** The chat as it is after the change; undefined when it is gone. */
+  async recordActivity(c: StoredChat, messageCount: number, lastActivityAt: string, now: string): Promise<StoredChat | undefined> {
+    const r = (await this.redis.eval(ACTIVITY, 2, chatKey(c.id), ownerKey(c.ownerId), c.id, messageCount, lastActivityAt, Date.parse(lastActivityAt), now)) as string[] | 0;
+    if (!r) return undefined;
+    const h: Record<string, string> = {};
+    for (let i = 0; i + 1 < r.length; i += 2) h[r[i]!] = r[i + 1]!;
+    return fromHash(h);
   }
 
   /** 1 set, 0 the chat has a title already, -1 no such chat. */
