@@ -69,6 +69,12 @@ export function createGateway(opts: GatewayOptions): Gateway {
     });
     runWithContext({ requestId, ...(req.ip ? { clientAddress: req.ip } : {}) }, next);
   });
+  // Module-to-module calls (the HTTP binding), ahead of the browser-facing headers (helmet, CORS): no
+  // browser reads them, and a lifted module's every call would pay for them.
+  app.use(
+    RPC_PREFIX,
+    createRpcRouter({ internalToken: config.AUTOBOT_INTERNAL_TOKEN, hosted: (id) => runtime.hosted(id), logger, bodyLimit: '50mb' }),
+  );
   // The API answers JSON, never HTML: a short, strict policy (nothing may load, nothing may frame it).
   // The docs viewer, an HTML page, gets helmet's full default set instead.
   const apiHeaders = helmet({
@@ -94,10 +100,6 @@ export function createGateway(opts: GatewayOptions): Gateway {
     else corsHeaders(req, res, next);
   });
 
-  app.use(
-    RPC_PREFIX,
-    createRpcRouter({ internalToken: config.AUTOBOT_INTERNAL_TOKEN, hosted: (id) => runtime.hosted(id), logger, bodyLimit: '50mb' }),
-  );
 
   app.get('/metrics', async (req: Request, res: Response) => {
     res.locals.route = '/metrics';
