@@ -23,11 +23,11 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1`;
 
-// KEYS: chat hash, owner index. ARGV: id, messageCount, lastActivityAt (ISO), its ms, updatedAt.
+// KEYS: chat hash, owner index. ARGV: id, messageCount, lastActivityAt (ISO), its ms, updatedAt, ownerId.
 // The count never goes down and the activity never moves back: turns may report out of order.
-// Answers the chat's hash after the change (0: no such chat).
+// Answers the chat's hash after the change (0: no such chat of that owner).
 const ACTIVITY = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HGET', KEYS[1], 'ownerId') ~= ARGV[6] then return 0 end
 local count = tonumber(redis.call('HGET', KEYS[1], 'messageCount') or '0')
 if tonumber(ARGV[2]) > count then redis.call('HSET', KEYS[1], 'messageCount', ARGV[2]) end
 local last = tonumber(redis.call('HGET', KEYS[1], 'lastActivityMs') or '0')
@@ -109,9 +109,9 @@ export class ChatStore {
     await this.redis.eval(`if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], unpack(ARGV)) end return 1`, 1, chatKey(id), ...fields);
   }
 
-  /** The chat as it is after the change; undefined when it is gone. */
-  async recordActivity(c: StoredChat, messageCount: number, lastActivityAt: string, now: string): Promise<StoredChat | undefined> {
-    const r = (await this.redis.eval(ACTIVITY, 2, chatKey(c.id), ownerKey(c.ownerId), c.id, messageCount, lastActivityAt, Date.parse(lastActivityAt), now)) as string[] | 0;
+  /** The chat as it is after the change; undefined when there is no such chat of `ownerId`. */
+  async recordActivity(id: string, ownerId: string, messageCount: number, lastActivityAt: string, now: string): Promise<StoredChat | undefined> {
+    const r = (await this.redis.eval(ACTIVITY, 2, chatKey(id), ownerKey(ownerId), id, messageCount, lastActivityAt, Date.parse(lastActivityAt), now, ownerId)) as string[] | 0;
     if (!r) return undefined;
     const h: Record<string, string> = {};
     for (let i = 0; i + 1 < r.length; i += 2) h[r[i]!] = r[i + 1]!;

@@ -100,9 +100,8 @@ export class ChatsService implements Handlers<typeof chatsContract> {
   }
 
   async recordActivity(input: { id: string; messageCount: number; lastActivityAt: string }): Promise<ChatView> {
-    const chat = await this.own(input.id);
-    // The script answers the chat as it left it: no second read.
-    const updated = await this.store.recordActivity(chat, input.messageCount, input.lastActivityAt, new Date().toISOString());
+    // One script: checks that the chat is the caller's, records, and answers the chat as it left it.
+    const updated = await this.store.recordActivity(input.id, caller().id, input.messageCount, input.lastActivityAt, new Date().toISOString());
     if (!updated) throw new ContractError('not_found', 'no such chat');
     this.pushUpdated(updated);
     return view(updated);

@@ -51,9 +51,12 @@ describe.each(bindingKinds)('chats contract (%s binding)', (kind) => {
       () => chats.getChat({ id: chat.id }),
       () => chats.updateChat({ id: chat.id, title: 'mine now' }),
       () => chats.deleteChat({ id: chat.id }),
+      () => chats.recordActivity({ id: chat.id, messageCount: 99, lastActivityAt: new Date(Date.now() + 60_000).toISOString() }),
     ]) {
       expect(await refusal(as(other, call))).toMatchObject({ code: 'not_found' });
     }
+    // Refused, and changed nothing.
+    expect(await as(alice, () => chats.getChat({ id: chat.id }))).toMatchObject({ messageCount: chat.messageCount, title: 'Holiday' });
     expect((await as(other, () => chats.listChats({}))).items.map((c) => c.id)).not.toContain(chat.id);
 
     expect(await as(alice, () => chats.deleteChat({ id: chat.id }))).toBeNull();
