@@ -45,6 +45,11 @@ export const turnInput = z.object({
   sse: z.boolean(),
   /** The chat answers from the user's documents and facts: a `retrieve` step runs before `generate`. Absent in turns journaled before it existed. */
   useKnowledge: z.boolean().default(false),
+  /**
+   * The chat's model and system prompt when the turn began (as useKnowledge): generate builds the prompt
+   * without reading the chat again. Absent in turns journaled before it existed: generate reads the chat.
+   */
+  chat: z.object({ model: z.string().nullable(), systemPrompt: z.string().nullable() }).optional(),
 });
 export type TurnInput = z.infer<typeof turnInput>;
 

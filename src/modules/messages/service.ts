@@ -35,6 +35,8 @@ type UserActor = Extract<Actor, { type: 'user' }>;
 type SendInput = { chatId: string; content: string; clientMessageId?: string };
 type SendAnswer = { turnId: string; userMessage: MessageView; assistantMessageId: string };
 type TurnEvent = { event: string; data: unknown };
+/** What a prompt needs of its chat. */
+type PromptChat = Pick<ChatView, 'id' | 'model' | 'systemPrompt'>;
 
 function caller(): UserActor {
   const actor = currentContext()?.actor;
@@ -130,6 +132,7 @@ export class MessagesService implements Handlers<typeof messagesContract> {
       titleNeeded: chat.title === null,
       sse,
       useKnowledge: chat.useKnowledge,
+      chat: { model: chat.model, systemPrompt: chat.systemPrompt },
     };
     const answer: SendAnswer = {
       turnId,
@@ -189,6 +192,7 @@ export class MessagesService implements Handlers<typeof messagesContract> {
         titleNeeded: chat.title === null,
         sse: false,
         useKnowledge: chat.useKnowledge,
+        chat: { model: chat.model, systemPrompt: chat.systemPrompt },
       };
       await this.sagas.start(CHAT_TURN_SAGA, turn, { id: turnId });
       return { turnId, assistantMessageId: turn.assistantMessageId };
@@ -289,9 +293,11 @@ export class MessagesService implements Handlers<typeof messagesContract> {
   async generate(turn: GenerateInput, call: CallInfo): Promise<GenerateOutcome> {
     const key = currentContext()?.idempotencyKey ?? `${turn.turnId}:generate`;
     // The reads before the model call go out at once: the answer's state, the generation's record,
-    // the stop mark, and the chat with the prompt built from it. The prompt is only used when this call
-    // generates; its failure (e.g. the chat deleted) fails the answer like any error in `run`.
-    const prepared = this.chats.getChat({ id: turn.chatId }).then(async (chat) => ({ chat, prompt: await this.prompt(chat, turn) }));
+    // the stop mark, and the history for the prompt (built on the chat's settings as the turn began;
+    // an older turn reads the chat first). The prompt is only used when this call generates; its
+    // failure (e.g. the chat deleted) fails the answer like any error in `run`.
+    const chatOf: Promise<PromptChat> = turn.chat ? Promise.resolve({ id: turn.chatId, ...turn.chat }) : this.chats.getChat({ id: turn.chatId });
+    const prepared = chatOf.then(async (chat) => ({ chat, prompt: await this.prompt(chat, turn) }));
     prepared.catch(() => undefined);
     // Listening for Stop before the stop mark is read: a Stop between the two is not missed.
     const ac = new AbortController();
@@ -333,7 +339,7 @@ export class MessagesService implements Handlers<typeof messagesContract> {
     key: string,
     resume: boolean,
     stopped: boolean,
-    prepared: Promise<{ chat: ChatView; prompt: Awaited<ReturnType<MessagesService['prompt']>> }>,
+    prepared: Promise<{ chat: PromptChat; prompt: Awaited<ReturnType<MessagesService['prompt']>> }>,
     /** Aborted by Stop (tracked since before the stop mark was read), the deadline or a shutdown. */
     ac: AbortController,
     untrack: () => void,
@@ -425,7 +431,7 @@ export class MessagesService implements Handlers<typeof messagesContract> {
   }
 
 
-  private async prompt(chat: ChatView, turn: GenerateInput): Promise<{ messages?: { role: 'system' | 'user' | 'assistant'; content: string }[]; error?: string }> {
+  private async prompt(chat: PromptChat, turn: GenerateInput): Promise<{ messages?: { role: 'system' | 'user' | 'assistant'; content: string }[]; error?: string }> {
     const s = this.settings.current();
     const contextTokens = await this.contextLength(chat.model);
     const budget = { contextTokens, replyReserveTokens: Math.min(s.replyReserveTokens, Math.floor(contextTokens / 2)), charsPerToken: s.charsPerToken };
