@@ -10,7 +10,7 @@ import type { AnyContract } from '../kernel/contract/define.js';
 import { ContractError, toContractError } from '../kernel/contract/errors.js';
 import { newRequestId, runWithContext } from '../kernel/context/request-context.js';
 import type { Runtime } from '../kernel/runtime/runtime.js';
-import { acceptedRequestId, createRpcRouter } from '../kernel/transport/rpc-server.js';
+import { acceptedRequestId, createRpcHandler, isRpcRequest } from '../kernel/transport/rpc-server.js';
 import { bearerMatches, RPC_PREFIX } from '../kernel/transport/wire.js';
 import { refuseAll, bearerToken, type Authenticator } from './authenticator.js';
 import { Credentials } from './credentials.js';
@@ -57,24 +57,21 @@ export function createGateway(opts: GatewayOptions): Gateway {
   app.set('trust proxy', config.AUTOBOT_TRUST_PROXY);
 
   let inFlight = 0;
-  app.use((req: Request, res: Response, next: NextFunction) => {
-    const requestId = acceptedRequestId(req.header('x-request-id')) ?? newRequestId();
-    res.setHeader('X-Request-ID', requestId);
+  /** Counts a request in flight until its response closes, then observes it under `route()`. */
+  const track = (method: string | undefined, res: http.ServerResponse, route: () => string) => {
     inFlight++;
     const start = process.hrtime.bigint();
     res.once('close', () => {
       inFlight--;
-      const route = (res.locals.route as string | undefined) ?? (res.statusCode === 404 ? 'unmatched' : req.path.split('/').slice(0, 2).join('/'));
-      runtime.metrics.observeHttp(req.method, route, res.statusCode, Number(process.hrtime.bigint() - start) / 1e9);
+      runtime.metrics.observeHttp(method ?? 'GET', route(), res.statusCode, Number(process.hrtime.bigint() - start) / 1e9);
     });
+  };
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const requestId = acceptedRequestId(req.header('x-request-id')) ?? newRequestId();
+    res.setHeader('X-Request-ID', requestId);
+    track(req.method, res, () => (res.locals.route as string | undefined) ?? (res.statusCode === 404 ? 'unmatched' : req.path.split('/').slice(0, 2).join('/')));
     runWithContext({ requestId, ...(req.ip ? { clientAddress: req.ip } : {}) }, next);
   });
-  // Module-to-module calls (the HTTP binding), ahead of the browser-facing headers (helmet, CORS): no
-  // browser reads them, and a lifted module's every call would pay for them.
-  app.use(
-    RPC_PREFIX,
-    createRpcRouter({ internalToken: config.AUTOBOT_INTERNAL_TOKEN, hosted: (id) => runtime.hosted(id), logger, bodyLimit: '50mb' }),
-  );
   // The API answers JSON, never HTML: a short, strict policy (nothing may load, nothing may frame it).
   // The docs viewer, an HTML page, gets helmet's full default set instead.
   const apiHeaders = helmet({
@@ -140,7 +137,18 @@ export function createGateway(opts: GatewayOptions): Gateway {
   });
   app.use(errorHandler(logger));
 
-  const server = http.createServer(app);
+  // Module-to-module calls (the HTTP binding) go to the RPC handler before express: no browser reads
+  // them, and a lifted module would pay express's router and the browser-facing middleware (helmet,
+  // CORS) on every call it serves.
+  const rpc = createRpcHandler({ internalToken: config.AUTOBOT_INTERNAL_TOKEN, hosted: (id) => runtime.hosted(id), logger, bodyLimit: '50mb' });
+  const server = http.createServer((req, res) => {
+    if (!isRpcRequest(req.url)) {
+      app(req, res);
+      return;
+    }
+    track(req.method, res, () => RPC_PREFIX);
+    rpc(req, res);
+  });
   // Idle keep-alive sockets must not hold a shutdown open, and slow clients must not hold sockets forever.
   server.keepAliveTimeout = 5000;
   server.requestTimeout = 120_000;

@@ -18,8 +18,7 @@ import type { AnyContract, Handlers, HealthReport, Port } from '../../src/kernel
 import { createLogger, type Logger } from '../../src/kernel/log/logger.js';
 import { createHttpBinding, type BreakerState, type HttpBindingOptions } from '../../src/kernel/transport/http-binding.js';
 import { createLocalBinding } from '../../src/kernel/transport/local-binding.js';
-import { createRpcRouter, type HostedPort } from '../../src/kernel/transport/rpc-server.js';
-import { RPC_PREFIX } from '../../src/kernel/transport/wire.js';
+import { createRpcHandler, isRpcRequest, type HostedPort } from '../../src/kernel/transport/rpc-server.js';
 
 export type BindingKind = 'local' | 'http';
 export const BINDING_KINDS: readonly BindingKind[] = ['local', 'http'];
@@ -57,14 +56,13 @@ export async function startRpcHost(hosted: HostedPort[], opts: RpcHostOptions = 
     next();
   });
   opts.before?.(app);
-  app.use(
-    RPC_PREFIX,
-    createRpcRouter({
-      internalToken: internalToken ?? undefined,
-      hosted: (id) => hosted.find((h) => h.contract.id === id),
-      logger: opts.logger ?? silentLogger(),
-    }),
-  );
+  const rpc = createRpcHandler({
+    internalToken: internalToken ?? undefined,
+    hosted: (id) => hosted.find((h) => h.contract.id === id),
+    logger: opts.logger ?? silentLogger(),
+  });
+  // Behind express here, so that tests can put middleware in front of it (`before`).
+  app.use((req, res, next) => (isRpcRequest(req.url) ? rpc(req, res) : next()));
   const server = await new Promise<http.Server>((resolve, reject) => {
     const s = app.listen(0, '127.0.0.1', (err?: Error) => (err ? reject(err) : resolve(s)));
   });

@@ -1,6 +1,6 @@
 // Writes an async iterator as an NDJSON response, one line per chunk: shared by the RPC server (the HTTP
 // binding's wire) and the gateway (stream operations on the REST surface), which differ only in framing.
-import type { Response } from 'express';
+import type { ServerResponse } from 'node:http';
 import { type ContractError, toContractError } from '../contract/errors.js';
 
 export interface NdjsonFraming {
@@ -14,7 +14,7 @@ export interface NdjsonFraming {
   refuse: (err: ContractError) => void;
 }
 
-function drained(res: Response): Promise<void> {
+function drained(res: ServerResponse): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       res.off('drain', done);
@@ -27,7 +27,7 @@ function drained(res: Response): Promise<void> {
 }
 
 /** Streams `iterator` into `res`; resolves with the failure, if any, for the caller to log. */
-export async function writeNdjson(res: Response, iterator: AsyncIterator<unknown>, framing: NdjsonFraming): Promise<ContractError | undefined> {
+export async function writeNdjson(res: ServerResponse, iterator: AsyncIterator<unknown>, framing: NdjsonFraming): Promise<ContractError | undefined> {
   // Watch the response, not the request: since Node 16 a request emits 'close' as soon as its body has
   // been read, which would end every stream after its first chunk. The response closes when the answer
   // is complete or when the caller went away.
@@ -41,7 +41,8 @@ export async function writeNdjson(res: Response, iterator: AsyncIterator<unknown
   try {
     let next = await iterator.next();
     if (gone) return undefined;
-    res.status(200).setHeader('content-type', 'application/x-ndjson');
+    res.statusCode = 200;
+    res.setHeader('content-type', 'application/x-ndjson');
     res.flushHeaders();
     while (!next.done && !gone) {
       // Respect backpressure: a slow caller must slow the producer down, not grow our memory.

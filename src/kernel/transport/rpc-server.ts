@@ -1,11 +1,15 @@
 // The RPC server: exposes the modules this process hosts on POST /rpc/<module>/<operation> to other
-// AutoBot processes holding the internal token, restoring the caller's request context.
-import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+// AutoBot processes holding the internal token, restoring the caller's request context. A plain Node
+// request handler, which the gateway's HTTP server calls before express: a lifted module serves every
+// call of its callers, and express's router and the browser-facing middleware cost it about a quarter
+// of its CPU per call. The body is read by body-parser's JSON parser, as express would.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import express from 'express';
 import type { Logger } from 'pino';
 import type { AnyContract, Download, Operations, UploadBody } from '../contract/define.js';
 import { ContractError, toContractError } from '../contract/errors.js';
 import { newRequestId, runWithContext, type RequestContext } from '../context/request-context.js';
-import { bearerMatches, decodeActor, headers, HEALTH_OPERATION } from './wire.js';
+import { bearerMatches, decodeActor, headers, HEALTH_OPERATION, RPC_PREFIX } from './wire.js';
 import { writeNdjson } from './ndjson-response.js';
 import { binaryHeaders, decodeHeaderJson, downloadHeadHeader, settleBody, uploadBodyOf, writeDownload } from './binary-wire.js';
 
@@ -29,17 +33,30 @@ export function acceptedRequestId(given: string | undefined): string | undefined
   return given !== undefined && REQUEST_ID.test(given) ? given : undefined;
 }
 
-function sendError(res: Response, err: ContractError, requestId: string): void {
-  if (res.headersSent) return;
-  res.status(err.status).json({ error: { ...err.toBody(), requestId } });
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.setHeader('content-length', Buffer.byteLength(text));
+  res.end(text);
 }
 
-function contextOf(req: Request, res: Response): RequestContext {
-  const requestId = String(res.getHeader(headers.requestId) ?? '') || newRequestId();
-  const deadlineRaw = Number(req.header(headers.deadline));
-  const actor = decodeActor(req.header(headers.actor));
-  const idempotencyKey = req.header(headers.idempotencyKey);
-  const clientAddress = req.header(headers.clientAddress);
+function sendError(res: ServerResponse, err: ContractError, requestId: string): void {
+  if (res.headersSent) return;
+  sendJson(res, err.status, { error: { ...err.toBody(), requestId } });
+}
+
+/** A request header's single value (a repeated header counts as absent). */
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+function contextOf(req: IncomingMessage, requestId: string): RequestContext {
+  const deadlineRaw = Number(header(req, headers.deadline));
+  const actor = decodeActor(header(req, headers.actor));
+  const idempotencyKey = header(req, headers.idempotencyKey);
+  const clientAddress = header(req, headers.clientAddress);
   return {
     requestId,
     ...(actor ? { actor } : {}),
@@ -86,91 +103,109 @@ export function clientErrorOf(err: unknown): ContractError | undefined {
   }
 }
 
-export function createRpcRouter(opts: RpcServerOptions): Router {
-  const router = express.Router();
+/** `/rpc/<module>/<operation>`, an optional trailing slash and query. */
+const RPC_PATH = /^\/rpc\/([^/?#]+)\/([^/?#]+)\/?(?:\?.*)?$/;
 
-  // Authenticate before reading the body: a caller without the internal credential must not make us
-  // buffer and parse up to `bodyLimit` of JSON.
-  router.use((req: Request, res: Response, next: NextFunction) => {
-    const requestId = acceptedRequestId(req.header(headers.requestId)) ?? newRequestId();
+function segment(raw: string): string | undefined {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the gateway should hand this request to the RPC handler instead of express. */
+export function isRpcRequest(url: string | undefined): boolean {
+  return url !== undefined && (url === RPC_PREFIX || url.startsWith(`${RPC_PREFIX}/`) || url.startsWith(`${RPC_PREFIX}?`));
+}
+
+/** The RPC server as a Node request handler, for every request whose URL passes `isRpcRequest`. */
+export function createRpcHandler(opts: RpcServerOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const json = express.json({ limit: opts.bodyLimit ?? '10mb' });
+  const fail = (res: ServerResponse, requestId: string) => (err: unknown) => {
+    opts.logger.error({ err }, 'rpc request failed');
+    sendError(res, toContractError(err), requestId);
+  };
+  return (req, res) => {
+    const requestId = acceptedRequestId(header(req, headers.requestId)) ?? newRequestId();
     res.setHeader(headers.requestId, requestId);
-    if (!opts.internalToken || !bearerMatches(req.header('authorization'), opts.internalToken)) {
+    // Authenticate before reading the body: a caller without the internal credential must not make us
+    // buffer and parse up to `bodyLimit` of JSON.
+    if (!opts.internalToken || !bearerMatches(header(req, 'authorization'), opts.internalToken)) {
       sendError(res, new ContractError('unauthenticated', 'internal credential required'), requestId);
       return;
     }
-    next();
-  });
-  const json = express.json({ limit: opts.bodyLimit ?? '10mb' });
-  // An upload's body is the caller's stream, handed to the operation unread (its input is in a header).
-  router.use((req: Request, res: Response, next: NextFunction) => (req.header(binaryHeaders.uploadInput) !== undefined ? next() : json(req, res, next)));
-
-  router.post('/:module/:operation', async (req: Request, res: Response) => {
-    // The caller hung up (stopped a stream, cancelled its call, or died): abort the handler's signal at
-    // once, instead of waiting for its next chunk to fail on a closed socket.
-    const hangUp = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) hangUp.abort(new ContractError('unavailable', 'the caller closed the connection', { cancelled: true }));
+    const path = req.method === 'POST' ? RPC_PATH.exec(req.url ?? '') : null;
+    const moduleId = path && segment(path[1]!);
+    const operation = path && segment(path[2]!);
+    if (!moduleId || !operation) {
+      sendError(res, new ContractError('not_found', 'use POST /rpc/<module>/<operation>'), requestId);
+      return;
+    }
+    // An upload's body is the caller's stream, handed to the operation unread (its input is in a header).
+    if (header(req, binaryHeaders.uploadInput) !== undefined) {
+      dispatch(req, res, moduleId, operation, undefined, requestId, opts).catch(fail(res, requestId));
+      return;
+    }
+    json(req as never, res as never, (err?: unknown) => {
+      if (err) {
+        // A malformed or oversized body: the error envelope, never an HTML page the binding cannot read.
+        sendError(res, clientErrorOf(err) ?? toContractError(err), requestId);
+        return;
+      }
+      const input = ((req as { body?: { input?: unknown } }).body ?? undefined)?.input;
+      dispatch(req, res, moduleId, operation, input, requestId, opts).catch(fail(res, requestId));
     });
-    const ctx: RequestContext = { ...contextOf(req, res), signal: hangUp.signal };
-    const moduleId = String(req.params.module);
-    const operation = String(req.params.operation);
-    const hosted = opts.hosted(moduleId);
-    if (!hosted) {
-      sendError(res, new ContractError('unavailable', `module "${moduleId}" is not hosted here`), ctx.requestId);
-      return;
-    }
-    const fn = hosted.port[operation];
-    const op = (hosted.contract.operations as Operations)[operation];
-    if (typeof fn !== 'function' || (!op && operation !== HEALTH_OPERATION)) {
-      sendError(res, new ContractError('not_found', `unknown operation ${moduleId}.${operation}`), ctx.requestId);
-      return;
-    }
-    await runWithContext(ctx, async () => {
-      if (op?.kind === 'upload') {
-        await uploadIn(req, res, fn as (i: unknown, b: UploadBody) => Promise<unknown>, ctx.requestId);
-        return;
-      }
-      const input = (req.body as { input?: unknown } | undefined)?.input;
-      if (op?.kind === 'download') {
-        await downloadOut(res, fn as (i: unknown) => Promise<Download>, input, ctx.requestId);
-        return;
-      }
-      if (op?.kind === 'stream') {
-        await streamOut(res, (fn as (i: unknown) => AsyncIterable<unknown>)(input), ctx.requestId, opts.logger);
-        return;
-      }
-      try {
-        const result = await (fn as (i: unknown) => Promise<unknown>)(input);
-        res.status(200).json({ result: result === undefined ? null : result });
-      } catch (err) {
-        sendError(res, toContractError(err), ctx.requestId);
-      }
-    });
-  });
+  };
+}
 
-  router.use((_req: Request, res: Response) => {
-    sendError(res, new ContractError('not_found', 'use POST /rpc/<module>/<operation>'), String(res.getHeader(headers.requestId) ?? newRequestId()));
+async function dispatch(req: IncomingMessage, res: ServerResponse, moduleId: string, operation: string, input: unknown, requestId: string, opts: RpcServerOptions): Promise<void> {
+  // The caller hung up (stopped a stream, cancelled its call, or died): abort the handler's signal at
+  // once, instead of waiting for its next chunk to fail on a closed socket.
+  const hangUp = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) hangUp.abort(new ContractError('unavailable', 'the caller closed the connection', { cancelled: true }));
   });
-
-  // Without this, a malformed or oversized body gets express's HTML error page, which the HTTP binding
-  // can only read as a malformed answer (`internal`) instead of the real code.
-  router.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
-    const ce = clientErrorOf(err);
-    if (!ce) {
-      next(err);
+  const ctx: RequestContext = { ...contextOf(req, requestId), signal: hangUp.signal };
+  const hosted = opts.hosted(moduleId);
+  if (!hosted) {
+    sendError(res, new ContractError('unavailable', `module "${moduleId}" is not hosted here`), requestId);
+    return;
+  }
+  const fn = hosted.port[operation];
+  const op = (hosted.contract.operations as Operations)[operation];
+  if (typeof fn !== 'function' || (!op && operation !== HEALTH_OPERATION)) {
+    sendError(res, new ContractError('not_found', `unknown operation ${moduleId}.${operation}`), requestId);
+    return;
+  }
+  await runWithContext(ctx, async () => {
+    if (op?.kind === 'upload') {
+      await uploadIn(req, res, fn as (i: unknown, b: UploadBody) => Promise<unknown>, requestId);
       return;
     }
-    sendError(res, ce, String(res.getHeader(headers.requestId) ?? newRequestId()));
+    if (op?.kind === 'download') {
+      await downloadOut(res, fn as (i: unknown) => Promise<Download>, input, requestId);
+      return;
+    }
+    if (op?.kind === 'stream') {
+      await streamOut(res, (fn as (i: unknown) => AsyncIterable<unknown>)(input), requestId, opts.logger);
+      return;
+    }
+    try {
+      const result = await (fn as (i: unknown) => Promise<unknown>)(input);
+      sendJson(res, 200, { result: result === undefined ? null : result });
+    } catch (err) {
+      sendError(res, toContractError(err), requestId);
+    }
   });
-  return router;
 }
 
 /** An upload: the input from its header, the request itself as the body; answered like a unary call. */
-async function uploadIn(req: Request, res: Response, fn: (i: unknown, b: UploadBody) => Promise<unknown>, requestId: string) {
+async function uploadIn(req: IncomingMessage, res: ServerResponse, fn: (i: unknown, b: UploadBody) => Promise<unknown>, requestId: string) {
   let answer: () => void;
   try {
-    const result = await fn(decodeHeaderJson(req.header(binaryHeaders.uploadInput)), uploadBodyOf(req));
-    answer = () => res.status(200).json({ result: result === undefined ? null : result });
+    const result = await fn(decodeHeaderJson(header(req, binaryHeaders.uploadInput)), uploadBodyOf(req));
+    answer = () => sendJson(res, 200, { result: result === undefined ? null : result });
   } catch (err) {
     answer = () => sendError(res, toContractError(err), requestId);
   }
@@ -179,7 +214,7 @@ async function uploadIn(req: Request, res: Response, fn: (i: unknown, b: UploadB
 }
 
 /** A download: the head in a header, the bytes as the body. */
-async function downloadOut(res: Response, fn: (i: unknown) => Promise<Download>, input: unknown, requestId: string) {
+async function downloadOut(res: ServerResponse, fn: (i: unknown) => Promise<Download>, input: unknown, requestId: string) {
   let download: Download;
   try {
     download = await fn(input);
@@ -191,7 +226,7 @@ async function downloadOut(res: Response, fn: (i: unknown) => Promise<Download>,
 }
 
 /** Resolves when the socket can take more, or when the caller has gone (then nobody will drain it). */
-async function streamOut(res: Response, source: AsyncIterable<unknown>, requestId: string, logger: Logger) {
+async function streamOut(res: ServerResponse, source: AsyncIterable<unknown>, requestId: string, logger: Logger) {
   const err = await writeNdjson(res, source[Symbol.asyncIterator](), {
     line: (chunk) => ({ chunk }),
     last: { end: true },
