@@ -154,7 +154,9 @@ async function printOperationTimes(url: string, turns: number): Promise<void> {
  * `paceMs` (from a random phase; at once after its answer if that took longer), so 20 users offer a
  * steady load below the server's capacity: the latency a user feels when the server is not saturated.
  */
-async function chatLoad(fake: FakeOllama, url: string, pids: number[], redisUrl?: string, paceMs?: number): Promise<LoadResult> {
+async function chatLoad(fake: FakeOllama, url: string, pids: number[], redis?: TestRedis, paceMs?: number): Promise<LoadResult> {
+  const redisUrl = redis?.url;
+  const redisPid = redis?.server.pid;
   const sockets: Socket[] = [];
   const writtenAt = writeClock(fake);
   const ttft: number[] = [];
@@ -188,11 +190,15 @@ async function chatLoad(fake: FakeOllama, url: string, pids: number[], redisUrl?
     const cpu = () => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
     let cpuAtStart = 0;
     let perPidAtStart: number[] = [];
+    let selfAtStart = process.cpuUsage();
+    let redisCpuAtStart = 0;
     let redisAtStart: ReturnType<typeof redisCalls> | undefined;
     setTimeout(() => {
       measuring = true;
       cpuAtStart = cpu();
       perPidAtStart = pids.map((pid) => cpuMs(pid));
+      selfAtStart = process.cpuUsage();
+      redisCpuAtStart = redisPid ? cpuMs(redisPid) : 0;
       if (redisUrl) redisAtStart = redisCalls(redisUrl);
     }, WARMUP_MS);
     const startedMeasure = Date.now() + WARMUP_MS;
@@ -248,6 +254,8 @@ async function chatLoad(fake: FakeOllama, url: string, pids: number[], redisUrl?
     );
     const cpuUsed = cpu() - cpuAtStart;
     const perPid = pids.map((pid, i) => cpuMs(pid) - (perPidAtStart[i] ?? 0));
+    const selfCpu = process.cpuUsage(selfAtStart);
+    const redisCpu = redisPid ? cpuMs(redisPid) - redisCpuAtStart : 0;
     const elapsedS = (Date.now() - startedMeasure) / 1000;
     const [redisAfter, redisBefore] = redisUrl && redisAtStart ? [await redisCalls(redisUrl), await redisAtStart] : [];
     const redisUsed = redisAfter && redisBefore ? redisAfter.total - redisBefore.total : undefined;
@@ -258,7 +266,7 @@ async function chatLoad(fake: FakeOllama, url: string, pids: number[], redisUrl?
     }
     if (process.env.CHAT_BENCH_OPS) {
       process.stderr.write(`message:delta frames per turn (warm-up included): ${fmt(deltaFrames / Math.max(1, n), 2)}\n`);
-      process.stderr.write(`CPU per turn by process (${pids.length > 1 ? 'lifted module first, then the main process' : 'one process'}): ${perPid.map((c) => fmt(c / Math.max(1, done), 2)).join(' / ')} ms\n`);
+      process.stderr.write(`CPU per turn by process (${pids.length > 1 ? 'lifted module first, then the main process' : 'one process'}): ${perPid.map((c) => fmt(c / Math.max(1, done), 2)).join(' / ')} ms; the bench process (clients and fake Ollama) ${fmt((selfCpu.user + selfCpu.system) / 1000 / Math.max(1, done), 2)} ms; redis-server ${fmt(redisCpu / Math.max(1, done), 2)} ms\n`);
       await printOperationTimes(url, done);
     }
     return {
@@ -483,11 +491,11 @@ export async function run(): Promise<void> {
       await withChildren(redis, fake, lifted, async (url, pids) => {
         // The closed loop first (throughput, saturated), then on the same server fresh chats offered the
         // target throughput (CHAT_BENCH_PACED=0 skips the paced run, CHAT_BENCH_CLOSED=0 the closed loop).
-        if (base) report(label, await chatLoad(fake, url, pids, redis.url), base);
+        if (base) report(label, await chatLoad(fake, url, pids, redis), base);
         if (process.env.CHAT_BENCH_PACED === '0') return;
         const offered = PACED_RATE;
         const paceMs = (USERS / offered) * 1000;
-        const paced = await chatLoad(fake, url, pids, redis.url, paceMs);
+        const paced = await chatLoad(fake, url, pids, redis, paceMs);
         // The fake's own at the same pace (its first token comes sooner when it is not saturated either).
         reportPaced(label, paced, await baseline(fake, paceMs), offered);
       });
