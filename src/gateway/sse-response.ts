@@ -52,7 +52,7 @@ export async function writeSse(
     res.setHeader('cache-control', 'no-cache, no-transform');
     // Proxies such as nginx would otherwise buffer the stream.
     res.setHeader('x-accel-buffering', 'no');
-    res.flushHeaders();
+    // No flushHeaders(): the first event is at hand, and leaves with the head in one write.
     while (!item.done && !gone) {
       const chunk = item.value as { event?: unknown; data?: unknown };
       if (typeof chunk?.event !== 'string') throw new ContractError('internal', 'an SSE chunk must be {event, data}');

@@ -43,7 +43,8 @@ export async function writeNdjson(res: ServerResponse, iterator: AsyncIterator<u
     if (gone) return undefined;
     res.statusCode = 200;
     res.setHeader('content-type', 'application/x-ndjson');
-    res.flushHeaders();
+    // No flushHeaders(): the first line is at hand, and leaves with the head in one write (one TCP
+    // segment, one read at the caller, instead of two).
     while (!next.done && !gone) {
       // Respect backpressure: a slow caller must slow the producer down, not grow our memory.
       if (!res.write(`${JSON.stringify(framing.line(next.value))}\n`)) await drained(res);
