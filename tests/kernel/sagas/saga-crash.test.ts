@@ -5,6 +5,7 @@
 import { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import { SAGA_QUEUE_PREFIX, sagaQueueName, type SagaOrchestrator } from '../../../src/kernel/sagas/saga-orchestrator.js';
+import type { SagaRecord } from '../../../src/kernel/sagas/saga-record.js';
 import type { TestRedis } from '../../support/redis.js';
 import { ledgerState, type TransferInput } from '../../support/saga-ledger.js';
 import { SagaHarness, sagaSuite, waitForSaga } from '../../support/saga-harness.js';
@@ -50,26 +51,29 @@ async function killAndResume(orch: SagaOrchestrator, doomed: SagaWorkerProcess, 
   return { after, fresh };
 }
 
+/** The transfer of 30 (fee 5) completed after the crash in step 2: only that step ran twice, and every effect landed once. */
+async function expectCompletedOnce(after: SagaRecord, id: string) {
+  expect(after.status).toBe('completed');
+  expect(after.steps.map((s) => [s.name, s.status, s.attempts])).toEqual([
+    ['debitSource', 'completed', 1],
+    ['creditTarget', 'completed', 2],
+    ['chargeFee', 'completed', 1],
+  ]);
+  const keys = [`${id}:debitSource`, `${id}:creditTarget`, `${id}:chargeFee`];
+  const state = await ledgerState(h.ledgerRedis, ['alice', 'bob', 'carol'], keys);
+  expect(state.calls).toEqual({ [keys[0]!]: 1, [keys[1]!]: 2, [keys[2]!]: 1 });
+  expect(state.applied).toEqual({ [keys[0]!]: 1, [keys[1]!]: 1, [keys[2]!]: 1 });
+  expect(state.balances).toEqual({ alice: 70, bob: 30, carol: 5 });
+}
+
 describe('saga crash recovery', () => {
   it('resumes a saga in another process after the one running it is killed, applying each effect once', async () => {
     await h.setBalances({ alice: 100, bob: 0, carol: 10 });
     const id = 'crash-complete';
     const { after } = await crashInStepTwo(id, { from: 'alice', to: 'bob', amount: 30, feePayer: 'carol', fee: 5 });
-
-    expect(after.status).toBe('completed');
-    expect(after.steps.map((s) => [s.name, s.status, s.attempts])).toEqual([
-      ['debitSource', 'completed', 1],
-      ['creditTarget', 'completed', 2],
-      ['chargeFee', 'completed', 1],
-    ]);
+    await expectCompletedOnce(after, id);
     // The repeated call found its effect applied and answered the original outcome.
     expect(after.steps[1]?.result).toMatchObject({ account: 'bob', amount: 30, balance: 30, applied: false });
-
-    const keys = [`${id}:debitSource`, `${id}:creditTarget`, `${id}:chargeFee`];
-    const state = await ledgerState(h.ledgerRedis, ['alice', 'bob', 'carol'], keys);
-    expect(state.calls).toEqual({ [keys[0]!]: 1, [keys[1]!]: 2, [keys[2]!]: 1 });
-    expect(state.applied).toEqual({ [keys[0]!]: 1, [keys[1]!]: 1, [keys[2]!]: 1 });
-    expect(state.balances).toEqual({ alice: 70, bob: 30, carol: 5 });
   });
 
   it('resumes a saga that the process starting it drove in process, after that process is killed', async () => {
@@ -91,17 +95,7 @@ describe('saga crash recovery', () => {
       ]);
 
       const { after } = await killAndResume(orch, doomed, id);
-      expect(after.status).toBe('completed');
-      expect(after.steps.map((s) => [s.name, s.status, s.attempts])).toEqual([
-        ['debitSource', 'completed', 1],
-        ['creditTarget', 'completed', 2],
-        ['chargeFee', 'completed', 1],
-      ]);
-      const keys = [`${id}:debitSource`, `${id}:creditTarget`, `${id}:chargeFee`];
-      const state = await ledgerState(h.ledgerRedis, ['alice', 'bob', 'carol'], keys);
-      expect(state.calls).toEqual({ [keys[0]!]: 1, [keys[1]!]: 2, [keys[2]!]: 1 });
-      expect(state.applied).toEqual({ [keys[0]!]: 1, [keys[1]!]: 1, [keys[2]!]: 1 });
-      expect(state.balances).toEqual({ alice: 70, bob: 30, carol: 5 });
+      await expectCompletedOnce(after, id);
       // Finished: its job is gone and so is its lease.
       expect(await queue.getJobState(id)).toBe('unknown');
       expect(await h.raw.exists(`kernel:saga-lease:${id}`)).toBe(0);
@@ -125,16 +119,7 @@ describe('saga crash recovery', () => {
     const after = await waitForSaga(orch, id, ['completed', 'compensated', 'failed'], 20_000).catch((err: Error) => {
       throw new Error(`${err.message}\nsurvivor stderr:\n${survivor.stderr()}`);
     });
-    expect(after.status).toBe('completed');
-    expect(after.steps.map((s) => [s.name, s.status, s.attempts])).toEqual([
-      ['debitSource', 'completed', 1],
-      ['creditTarget', 'completed', 2],
-      ['chargeFee', 'completed', 1],
-    ]);
-    const keys = [`${id}:debitSource`, `${id}:creditTarget`, `${id}:chargeFee`];
-    const state = await ledgerState(h.ledgerRedis, ['alice', 'bob', 'carol'], keys);
-    expect(state.applied).toEqual({ [keys[0]!]: 1, [keys[1]!]: 1, [keys[2]!]: 1 });
-    expect(state.balances).toEqual({ alice: 70, bob: 30, carol: 5 });
+    await expectCompletedOnce(after, id);
   });
 
   it('compensates a resumed saga whose later step fails, undoing each effect once', async () => {
