@@ -7,6 +7,7 @@
 // restart loads the snapshot and replays the tail: the index is never rebuilt per query, nor from the
 // source data. Applying an entry twice is harmless (add replaces, remove of an absent id is a no-op),
 // which is what makes the replay after a snapshot safe.
+import { setImmediate as setImmediatePromise } from 'node:timers/promises';
 import MiniSearch, { type Query } from 'minisearch';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -460,25 +461,35 @@ export class KeywordIndex {
   async snapshot(): Promise<void> {
     const redis = this.opts.redis;
     if ((await redis.set(this.lockKey, '1', 'PX', 60_000, 'NX')) !== 'OK') return;
+    // What the snapshot covers, taken at once: entries applied while it is written mark their
+    // partitions dirty again for the next one (clearing the marks after the write lost those).
+    const at = this.lastId;
+    const changed = [...this.dirty];
+    const gone = [...this.dropped];
+    const counted = this.sinceSnapshot;
+    this.dirty.clear();
+    this.dropped.clear();
+    this.sinceSnapshot = 0;
     try {
-      const at = this.lastId;
-      const changed = [...this.dirty];
-      const gone = [...this.dropped];
       const previous = await redis.hget(this.snapshotKey, 'id');
       const multi = redis.multi();
       for (const p of changed) {
         const index = this.partitions.get(p);
+        // A partition may hold entries after `at` by now: replaying them again is harmless.
         if (index) multi.hset(this.snapshotKey, `p:${p}`, JSON.stringify(index));
+        // One partition at a time: the event loop serves requests in between (serialising every
+        // partition at once blocked it for as long as all of them took).
+        await setImmediatePromise();
       }
       for (const p of gone) multi.hdel(this.snapshotKey, `p:${p}`);
       multi.hset(this.snapshotKey, 'id', at);
       if (previous) multi.xtrim(this.logKey, 'MINID', previous);
       await multi.exec();
-      this.dirty.clear();
-      this.dropped.clear();
-      this.sinceSnapshot = 0;
       this.log.debug({ at, partitions: changed.length }, 'keyword index snapshot written');
     } catch (err) {
+      for (const p of changed) this.dirty.add(p);
+      for (const p of gone) if (!this.partitions.has(p)) this.dropped.add(p);
+      this.sinceSnapshot += counted;
       this.log.warn({ err: (err as Error).message }, 'keyword index snapshot failed; the log keeps everything');
     } finally {
       await redis.del(this.lockKey).catch(() => undefined);

@@ -76,6 +76,22 @@ describe('keyword index', () => {
     expect(three.size('p')).toBe(3);
   });
 
+  it('keeps a change applied while a snapshot is being written for the next one, so trimming never loses it', async () => {
+    const one = await index('c');
+    await one.add('q', [{ id: 'd1', text: 'tidal energy' }]);
+    // The change lands while the snapshot is in flight (it may be serialised before it or not).
+    const writing = one.snapshot();
+    await one.add('q', [{ id: 'd2', text: 'tidal currents' }]);
+    await writing;
+    // Two more snapshots trim the log past d2's entry: only a snapshot of q holding d2 can keep it.
+    await one.add('other', [{ id: 'x1', text: 'unrelated' }]);
+    await one.snapshot();
+    await one.add('other', [{ id: 'x2', text: 'unrelated too' }]);
+    await one.snapshot();
+    const restarted = await index('c');
+    expect(restarted.search('q', 'tidal').map((h) => h.id).sort()).toEqual(['d1', 'd2']);
+  });
+
   it('parses queries and escapes snippets', () => {
     expect(parseQuery('Cats "big dogs" comp*')).toEqual({ terms: ['big', 'dog', 'cat'], prefixes: ['comp'], phrases: ['big dogs'] });
     expect(highlight('<b>cats</b> & dogs', parseQuery('cat'))).toBe('&lt;b&gt;<mark>cats</mark>&lt;/b&gt; &amp; dogs');
