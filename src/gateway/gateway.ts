@@ -97,7 +97,6 @@ export function createGateway(opts: GatewayOptions): Gateway {
     else corsHeaders(req, res, next);
   });
 
-
   app.get('/metrics', async (req: Request, res: Response) => {
     res.locals.route = '/metrics';
     const byToken = config.METRICS_TOKEN !== undefined && bearerMatches(req.header('authorization'), config.METRICS_TOKEN);

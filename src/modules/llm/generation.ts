@@ -177,8 +177,9 @@ interface RelayState {
 /**
  * After the first token: pass everything on; a failure now ends the reply with what it had. Text parts
  * that arrived together (Ollama's lines from one TCP read) go on as one delta, sent once the read has
- * been handed on and nothing more had arrived: a burst of tokens costs every consumer downstream (a lifted binding's wire, the chat
- * turn, socket.io, Redis) one chunk instead of one per token, and no text waits for a later read.
+ * been handed on and nothing more had arrived: a burst of tokens costs every consumer downstream (a
+ * lifted binding's wire, the chat turn, socket.io, Redis) one chunk instead of one per token, and no
+ * text waits for a later read.
  */
 async function* relay(
   deps: GenerationDeps,
