@@ -7,7 +7,11 @@ import { defineContract, operation, streamOperation, type Handlers } from '../..
 import { ContractError } from '../../../src/kernel/contract/errors.js';
 
 export const SLOW_TIMEOUT_MS = 300;
-export const STREAM_IDLE_TIMEOUT_MS = 400;
+/**
+ * Far above any gap between a live stream's chunks, even on 2 cores running the whole suite (400 ms once
+ * let a 40 ms-gap stream time out in CI), and still short enough to wait for in the timeout tests.
+ */
+export const STREAM_IDLE_TIMEOUT_MS = 1000;
 
 export const probeContract = defineContract({
   id: 'probe',

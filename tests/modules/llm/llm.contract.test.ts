@@ -66,7 +66,7 @@ describe.each(bindingKinds)('llm contract (%s binding)', (kind) => {
     const together = await drain(llm.generate({ messages: hi }));
     expect(deltas(together.chunks)).toEqual(['one read only']);
     expect(together.chunks.at(-1)).toMatchObject({ type: 'done', usage: { completionTokens: 3 } });
-    fake.script({ tokens: ['one ', 'at ', 'a time'], tokenDelayMs: 40 });
+    fake.script({ tokens: ['one ', 'at ', 'a time'], tokenDelayMs: 80 });
     const apart = await drain(llm.generate({ messages: hi }));
     expect(deltas(apart.chunks)).toEqual(['one ', 'at ', 'a time']);
   });
