@@ -2,31 +2,23 @@
 // deltas in order (seq one up per delta), message:send answers through its acknowledgement, Stop over
 // the socket, chat:join of another user's chat refused; POST /messages answers 202, or with
 // `Accept: text/event-stream` streams the same events as server-sent events.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Socket } from 'socket.io-client';
 import { createParser } from 'eventsource-parser';
 import type { TestApp } from '../support/app.js';
-import { startFakeOllama, type FakeOllama } from '../support/fake-ollama.js';
-import { startTestRedis, type TestRedis } from '../support/redis.js';
+import type { FakeOllama } from '../support/fake-ollama.js';
 import { openTab, type Tab } from '../support/socket-tab.js';
 import { ADMIN_TOKEN, USER_TOKEN, bearer } from '../support/test-auth.js';
-import { startChatApp, until } from '../modules/messages/chat-app.js';
+import { chatAppSuite, until } from '../modules/messages/chat-app.js';
 
-let redis: TestRedis;
 let fake: FakeOllama;
 let app: TestApp;
 const sockets: Socket[] = [];
 
-beforeAll(async () => {
-  redis = await startTestRedis();
-  fake = await startFakeOllama();
-  app = await startChatApp(redis.url, fake.url);
-});
-afterAll(async () => {
-  for (const s of sockets) s.close();
-  await app?.stop();
-  await fake?.close();
-  await redis?.stop();
+chatAppSuite((s) => ({ fake, app } = s), {
+  beforeClose: () => {
+    for (const s of sockets) s.close();
+  },
 });
 
 interface Ack<T = unknown> {

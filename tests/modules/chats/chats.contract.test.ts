@@ -1,31 +1,20 @@
 // The chats contract over both bindings: owner-scoped CRUD (another user's chat is not_found), the list
 // by last activity with cursor paging, counters that only move forward, generated titles that never
 // overwrite the user's, and deletion that takes the chat's messages with it (through the event).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { Port } from '../../../src/kernel/contract/define.js';
 import { chatsContract } from '../../../src/modules/chats/contract.js';
 import { historyContract } from '../../../src/modules/history/contract.js';
 import type { TestApp } from '../../support/app.js';
 import { bindingKinds, portFor } from '../../support/bindings.js';
-import { startFakeOllama, type FakeOllama } from '../../support/fake-ollama.js';
-import { startTestRedis, type TestRedis } from '../../support/redis.js';
+import type { FakeOllama } from '../../support/fake-ollama.js';
 import { adminActor, userActor } from '../../support/test-auth.js';
-import { as, refusal, startChatApp, until } from '../messages/chat-app.js';
+import { as, chatAppSuite, refusal, until } from '../messages/chat-app.js';
 
-let redis: TestRedis;
 let fake: FakeOllama;
 let app: TestApp;
 
-beforeAll(async () => {
-  redis = await startTestRedis();
-  fake = await startFakeOllama();
-  app = await startChatApp(redis.url, fake.url);
-});
-afterAll(async () => {
-  await app?.stop();
-  await fake?.close();
-  await redis?.stop();
-});
+chatAppSuite((s) => ({ fake, app } = s));
 
 describe.each(bindingKinds)('chats contract (%s binding)', (kind) => {
   let chats: Port<typeof chatsContract>;

@@ -2,31 +2,21 @@
 // by a late progress save, ranked keyword search over the caller's own messages only (stemming,
 // "phrases", prefix*, highlights, kept current on save and delete), export as JSON and Markdown, and
 // analytics (admins only for scope=all). Then the index survives a restart without a rebuild.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { Port } from '../../../src/kernel/contract/define.js';
 import { chatsContract } from '../../../src/modules/chats/contract.js';
 import { historyContract } from '../../../src/modules/history/contract.js';
 import type { TestApp } from '../../support/app.js';
 import { bindingKinds, portFor } from '../../support/bindings.js';
-import { startFakeOllama, type FakeOllama } from '../../support/fake-ollama.js';
-import { startTestRedis, type TestRedis } from '../../support/redis.js';
+import type { FakeOllama } from '../../support/fake-ollama.js';
+import { startTestRedis } from '../../support/redis.js';
 import { ADMIN_TOKEN, USER_TOKEN, adminActor, bearer, userActor } from '../../support/test-auth.js';
-import { as, refusal, startChatApp } from '../messages/chat-app.js';
+import { as, chatAppSuite, refusal, startChatApp } from '../messages/chat-app.js';
 
-let redis: TestRedis;
 let fake: FakeOllama;
 let app: TestApp;
 
-beforeAll(async () => {
-  redis = await startTestRedis();
-  fake = await startFakeOllama();
-  app = await startChatApp(redis.url, fake.url);
-});
-afterAll(async () => {
-  await app?.stop();
-  await fake?.close();
-  await redis?.stop();
-});
+chatAppSuite((s) => ({ fake, app } = s));
 
 let n = 0;
 const msg = (chatId: string, role: 'user' | 'assistant', content: string, over: Record<string, unknown> = {}) => ({

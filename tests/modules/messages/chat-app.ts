@@ -4,6 +4,7 @@
 // but hosted only with `knowledge: true`, with everything it builds on; elsewhere a chat with knowledge
 // meets a search that runs nowhere, and answers without sources.
 import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll } from 'vitest';
 import type { Port } from '../../../src/kernel/contract/define.js';
 import { runWithContext, type Actor } from '../../../src/kernel/context/request-context.js';
 import type { AnyModule } from '../../../src/kernel/module/define-module.js';
@@ -18,6 +19,8 @@ import { messagesModule } from '../../../src/modules/messages/module.js';
 import { terminalModule } from '../../../src/modules/terminal/module.js';
 import { searchModule } from '../../../src/modules/search/module.js';
 import { startTestApp, type TestApp } from '../../support/app.js';
+import { startFakeOllama, type FakeOllama } from '../../support/fake-ollama.js';
+import { startTestRedis, type TestRedis } from '../../support/redis.js';
 import { searchCatalogue } from '../search/support/search-app.js';
 
 // terminal and browser: the chat's tools (run_command, read_file, fetch_page); browser starts Chromium
@@ -44,6 +47,35 @@ export function startChatApp(
     catalogue: opts.catalogue ?? (opts.knowledge ? knowledgeChatCatalogue() : chatCatalogue),
     env: { OLLAMA_URL: ollamaUrl, ...hosted, ...opts.env },
     sagaLease: { lockDurationMs: 2000, stalledIntervalMs: 500 },
+  });
+}
+
+export interface ChatSuite {
+  redis: TestRedis;
+  fake: FakeOllama;
+  app: TestApp;
+}
+
+/**
+ * Registers a test file's hooks: a private Redis, a fake Ollama and a chat app on them, handed to
+ * `onReady` once started, stopped after the file (`beforeClose` first, if given).
+ */
+export function chatAppSuite(onReady: (s: ChatSuite) => void, opts: { beforeClose?: () => void | Promise<void> } = {}): void {
+  let s: Partial<ChatSuite> = {};
+  beforeAll(async () => {
+    const redis = await startTestRedis();
+    s.redis = redis;
+    const fake = await startFakeOllama();
+    s.fake = fake;
+    s.app = await startChatApp(redis.url, fake.url);
+    onReady(s as ChatSuite);
+  });
+  afterAll(async () => {
+    await opts.beforeClose?.();
+    await s.app?.stop();
+    await s.fake?.close();
+    await s.redis?.stop();
+    s = {};
   });
 }
 

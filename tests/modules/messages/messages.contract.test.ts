@@ -4,32 +4,21 @@
 // `stopped` with its text), failures (`failed` with the error), regenerate (supersededBy), the
 // prompt (system prompt, history within the model's context window), and a chat with knowledge whose
 // search runs nowhere (answered, with a warning).
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Port } from '../../../src/kernel/contract/define.js';
 import { chatsContract } from '../../../src/modules/chats/contract.js';
 import { historyContract } from '../../../src/modules/history/contract.js';
 import { messagesContract } from '../../../src/modules/messages/contract.js';
 import type { TestApp } from '../../support/app.js';
 import { bindingKinds, portFor } from '../../support/bindings.js';
-import { startFakeOllama, type FakeOllama } from '../../support/fake-ollama.js';
-import { startTestRedis, type TestRedis } from '../../support/redis.js';
+import type { FakeOllama } from '../../support/fake-ollama.js';
 import { adminActor, userActor } from '../../support/test-auth.js';
-import { as, refusal, startChatApp, until, waitForFinal } from './chat-app.js';
+import { as, chatAppSuite, refusal, until, waitForFinal } from './chat-app.js';
 
-let redis: TestRedis;
 let fake: FakeOllama;
 let app: TestApp;
 
-beforeAll(async () => {
-  redis = await startTestRedis();
-  fake = await startFakeOllama();
-  app = await startChatApp(redis.url, fake.url);
-});
-afterAll(async () => {
-  await app?.stop();
-  await fake?.close();
-  await redis?.stop();
-});
+chatAppSuite((s) => ({ fake, app } = s));
 
 describe.each(bindingKinds)('messages contract (%s binding)', (kind) => {
   let messages: Port<typeof messagesContract>;

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runWithContext } from '../../../src/kernel/context/request-context.js';
 import { browserContract } from '../../../src/modules/browser/contract.js';
 import { llmContract } from '../../../src/modules/llm/contract.js';
@@ -18,25 +18,14 @@ import { ToolRunner } from '../../../src/modules/messages/tools.js';
 import { searchContract } from '../../../src/modules/search/contract.js';
 import { terminalContract } from '../../../src/modules/terminal/contract.js';
 import type { TestApp } from '../../support/app.js';
-import { startFakeOllama, type FakeOllama } from '../../support/fake-ollama.js';
-import { startTestRedis, type TestRedis } from '../../support/redis.js';
+import type { FakeOllama } from '../../support/fake-ollama.js';
 import { adminActor } from '../../support/test-auth.js';
-import { startChatApp } from './chat-app.js';
+import { chatAppSuite } from './chat-app.js';
 
-let redis: TestRedis;
 let fake: FakeOllama;
 let app: TestApp;
 
-beforeAll(async () => {
-  redis = await startTestRedis();
-  fake = await startFakeOllama();
-  app = await startChatApp(redis.url, fake.url);
-});
-afterAll(async () => {
-  await app?.stop();
-  await fake?.close();
-  await redis?.stop();
-});
+chatAppSuite((s) => ({ fake, app } = s));
 
 describe('tool loop resumed from its journal', () => {
   it('gets a command that ran before the crash back from terminal under its key, and reuses journaled results', async () => {
