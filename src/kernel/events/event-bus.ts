@@ -35,6 +35,7 @@ import { quitWithin, type Redis, type RedisConnections } from '../redis/redis-co
 import { settlesWithin } from '../time/settles-within.js';
 import { sleep } from '../time/sleep.js';
 import { assertEventType, decodeEnvelope, encodeEnvelope, type EventEnvelope, type EventHandler } from './envelope.js';
+import { runScript } from '../redis/lua-script.js';
 
 export type { EventEnvelope, EventHandler };
 
@@ -473,7 +474,7 @@ export class EventBus {
       const pending = Number(info.get('pending'));
       const idle = Number(info.get('idle'));
       if (name === this.instanceId || live.has(name) || pending !== 0 || !(idle >= this.consumerIdleMs)) continue;
-      if ((await this.redis.eval(DELETE_IDLE_CONSUMER, 1, key, moduleId, name)) !== 0) continue;
+      if ((await runScript(this.redis, DELETE_IDLE_CONSUMER, 1, key, moduleId, name)) !== 0) continue;
       this.logger.info({ module: moduleId, type, consumer: name, idleMs: idle }, 'removed the event consumer of a process that is gone');
     }
   }
@@ -489,7 +490,7 @@ export class EventBus {
       if (!name.startsWith(prefix)) continue;
       const instance = name.slice(prefix.length);
       if (instance === this.instanceId || live.has(instance)) continue;
-      if ((await this.redis.eval(DESTROY_IDLE_GROUP, 1, key, name, this.consumerIdleMs)) !== 1) continue;
+      if ((await runScript(this.redis, DESTROY_IDLE_GROUP, 1, key, name, this.consumerIdleMs)) !== 1) continue;
       this.logger.info({ module: moduleId, type, group: name }, 'removed the event group of a process that is gone');
     }
   }

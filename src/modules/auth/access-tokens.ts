@@ -8,6 +8,7 @@ import { inject, injectable } from 'tsyringe';
 import type { Redis } from 'ioredis';
 import { SignJWT, decodeProtectedHeader, jwtVerify, type JWTHeaderParameters } from 'jose';
 import { ModuleRedis } from '../../kernel/module/tokens.js';
+import { runScript } from '../../kernel/redis/lua-script.js';
 
 const SIGNING_KEY = 'signing-key';
 const SIGNING_KEY_ID = 'signing-key-id';
@@ -144,7 +145,7 @@ export class AccessTokens {
     const now = Date.now();
     const untilMs = now + RETIRED_KEEP_MS;
     const kid = newKeyId();
-    const previous = (await this.redis.eval(
+    const previous = (await runScript(this.redis, 
       ROTATE,
       4,
       SIGNING_KEY,

@@ -8,6 +8,7 @@ import { ContractError } from '../../kernel/contract/errors.js';
 import { API_KEY_PREFIX } from './contract.js';
 import { newId } from './ids.js';
 import { sha256 } from './session-store.js';
+import { runScript } from '../../kernel/redis/lua-script.js';
 
 const byHashKey = (hash: string) => `apikey:${hash}`;
 const byIdKey = (id: string) => `apikey-id:${id}`;
@@ -78,7 +79,7 @@ export class ApiKeyStore {
     if (!stored.lastUsedAt || Date.now() - Date.parse(stored.lastUsedAt) > LAST_USED_RESOLUTION_MS) {
       // Not awaited (the request need not wait), and only on a key that still exists: a revocation landing
       // first must not be undone by a stray write recreating part of the record.
-      void this.redis.eval(TOUCH, 1, byHashKey(digest), new Date().toISOString()).catch(() => undefined);
+      void runScript(this.redis, TOUCH, 1, byHashKey(digest), new Date().toISOString()).catch(() => undefined);
     }
     return stored;
   }

@@ -6,6 +6,7 @@ import { inject, injectable } from 'tsyringe';
 import type { Redis } from 'ioredis';
 import { ModuleRedis } from '../../kernel/module/tokens.js';
 import { newId } from './ids.js';
+import { runScript } from '../../kernel/redis/lua-script.js';
 
 const sessionKey = (sid: string) => `session:${sid}`;
 const spentKey = (sid: string) => `session:${sid}:spent`;
@@ -67,7 +68,7 @@ export class SessionStore {
   /** Rotates the refresh token: the new secret, or what went wrong. */
   async rotate(t: RefreshToken): Promise<{ outcome: 'rotated'; secret: string } | { outcome: 'missing' | 'reused' | 'invalid' }> {
     const secret = randomBytes(32).toString('base64url');
-    const outcome = (await this.redis.eval(ROTATE, 2, sessionKey(t.sessionId), spentKey(t.sessionId), sha256(t.secret), sha256(secret))) as string;
+    const outcome = (await runScript(this.redis, ROTATE, 2, sessionKey(t.sessionId), spentKey(t.sessionId), sha256(t.secret), sha256(secret))) as string;
     return outcome === 'rotated' ? { outcome, secret } : { outcome: outcome as 'missing' | 'reused' | 'invalid' };
   }
 

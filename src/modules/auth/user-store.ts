@@ -6,6 +6,7 @@ import type { Redis } from 'ioredis';
 import { ModuleRedis } from '../../kernel/module/tokens.js';
 import { ContractError } from '../../kernel/contract/errors.js';
 import { newId } from './ids.js';
+import { runScript } from '../../kernel/redis/lua-script.js';
 
 export type Role = 'admin' | 'user';
 
@@ -72,7 +73,7 @@ export class UserStore {
     const id = newId('u');
     const now = new Date().toISOString();
     const user: StoredUser = { id, username: input.username, role: input.role, disabled: false, passwordHash: input.passwordHash, createdAt: now, updatedAt: now };
-    const created = await this.redis.eval(
+    const created = await runScript(this.redis, 
       CREATE,
       4,
       usernameKey(input.username),
@@ -119,7 +120,7 @@ export class UserStore {
 
   async update(user: StoredUser, change: { role: Role; disabled: boolean }): Promise<StoredUser> {
     const updatedAt = new Date().toISOString();
-    const r = await this.redis.eval(UPDATE, 2, userKey(user.id), ADMINS, user.id, change.role, change.disabled ? '1' : '0', updatedAt);
+    const r = await runScript(this.redis, UPDATE, 2, userKey(user.id), ADMINS, user.id, change.role, change.disabled ? '1' : '0', updatedAt);
     if (r === 0) throw new ContractError('not_found', 'no such user');
     if (r === -1) throw new ContractError('conflict', 'that would leave no active admin');
     return { ...user, ...change, updatedAt };
@@ -130,7 +131,7 @@ export class UserStore {
   }
 
   async delete(user: StoredUser): Promise<void> {
-    const r = await this.redis.eval(DELETE, 4, userKey(user.id), usernameKey(user.username), USERS, ADMINS, user.id);
+    const r = await runScript(this.redis, DELETE, 4, userKey(user.id), usernameKey(user.username), USERS, ADMINS, user.id);
     if (r === 0) throw new ContractError('not_found', 'no such user');
     if (r === -1) throw new ContractError('conflict', 'that would leave no active admin');
   }

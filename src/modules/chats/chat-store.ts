@@ -5,6 +5,7 @@ import { inject, injectable } from 'tsyringe';
 import type { Redis } from 'ioredis';
 import { ModuleRedis } from '../../kernel/module/tokens.js';
 import type { ChatView } from './contract.js';
+import { runScript } from '../../kernel/redis/lua-script.js';
 
 export interface StoredChat extends ChatView {
   ownerId: string;
@@ -92,7 +93,7 @@ export class ChatStore {
       lastActivityMs: String(Date.parse(c.lastActivityAt)),
       messageCount: String(c.messageCount),
     };
-    await this.redis.eval(CREATE, 2, chatKey(c.id), ownerKey(c.ownerId), c.id, Date.parse(c.lastActivityAt), ...Object.entries(fields).flat());
+    await runScript(this.redis, CREATE, 2, chatKey(c.id), ownerKey(c.ownerId), c.id, Date.parse(c.lastActivityAt), ...Object.entries(fields).flat());
   }
 
   async get(id: string): Promise<StoredChat | undefined> {
@@ -106,12 +107,12 @@ export class ChatStore {
     if (patch.systemPrompt !== undefined) fields.push('systemPrompt', patch.systemPrompt ?? '', 'hasSystemPrompt', patch.systemPrompt === null ? '0' : '1');
     if (patch.useKnowledge !== undefined) fields.push('useKnowledge', patch.useKnowledge ? '1' : '0');
     // Only an existing chat: a concurrent delete must not be resurrected as a half hash.
-    await this.redis.eval(`if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], unpack(ARGV)) end return 1`, 1, chatKey(id), ...fields);
+    await runScript(this.redis, `if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], unpack(ARGV)) end return 1`, 1, chatKey(id), ...fields);
   }
 
   /** The chat as it is after the change; undefined when there is no such chat of `ownerId`. */
   async recordActivity(id: string, ownerId: string, messageCount: number, lastActivityAt: string, now: string): Promise<StoredChat | undefined> {
-    const r = (await this.redis.eval(ACTIVITY, 2, chatKey(id), ownerKey(ownerId), id, messageCount, lastActivityAt, Date.parse(lastActivityAt), now, ownerId)) as string[] | 0;
+    const r = (await runScript(this.redis, ACTIVITY, 2, chatKey(id), ownerKey(ownerId), id, messageCount, lastActivityAt, Date.parse(lastActivityAt), now, ownerId)) as string[] | 0;
     if (!r) return undefined;
     const h: Record<string, string> = {};
     for (let i = 0; i + 1 < r.length; i += 2) h[r[i]!] = r[i + 1]!;
@@ -120,11 +121,11 @@ export class ChatStore {
 
   /** 1 set, 0 the chat has a title already, -1 no such chat. */
   async setTitleIfNone(id: string, title: string, now: string): Promise<number> {
-    return (await this.redis.eval(TITLE_IF_NONE, 1, chatKey(id), title, now)) as number;
+    return (await runScript(this.redis, TITLE_IF_NONE, 1, chatKey(id), title, now)) as number;
   }
 
   async delete(c: StoredChat): Promise<boolean> {
-    return (await this.redis.eval(DELETE, 2, chatKey(c.id), ownerKey(c.ownerId), c.id)) === 1;
+    return (await runScript(this.redis, DELETE, 2, chatKey(c.id), ownerKey(c.ownerId), c.id)) === 1;
   }
 
   /**

@@ -9,6 +9,7 @@ import { ModuleRedis } from '../../kernel/module/tokens.js';
 import { STAGES, type DocumentStatus, type DocumentView, type Stage } from './contract.js';
 import type { Block } from './blocks.js';
 import type { Chunk } from './chunker.js';
+import { runScript } from '../../kernel/redis/lua-script.js';
 
 export interface StoredDocument extends DocumentView {
   ownerId: string;
@@ -154,7 +155,7 @@ export class DocumentStore {
       run: String(doc.run),
       embedded: '0',
     };
-    const held = await this.redis.eval(
+    const held = await runScript(this.redis, 
       CREATE,
       4,
       ownerShaKey(doc.ownerId),
@@ -181,12 +182,12 @@ export class DocumentStore {
 
   async begin(id: string, run: number, stage: Stage, progress: number): Promise<RunState> {
     const idx = STAGES.indexOf(stage);
-    return (await this.redis.eval(BEGIN, 1, docKey(id), run, idx, stage, STATUS_OF_STAGE[stage], progress)) as RunState;
+    return (await runScript(this.redis, BEGIN, 1, docKey(id), run, idx, stage, STATUS_OF_STAGE[stage], progress)) as RunState;
   }
 
   /** Sets fields of the run if it is still the current, live one. */
   async updateRun(id: string, run: number, fields: Record<string, string | number>): Promise<RunState> {
-    return (await this.redis.eval(UPDATE_RUN, 2, docKey(id), ACTIVE, run, ...Object.entries(fields).flatMap(([k, v]) => [k, String(v)]))) as RunState;
+    return (await runScript(this.redis, UPDATE_RUN, 2, docKey(id), ACTIVE, run, ...Object.entries(fields).flatMap(([k, v]) => [k, String(v)]))) as RunState;
   }
 
   async state(id: string, run: number): Promise<RunState> {
@@ -197,11 +198,11 @@ export class DocumentStore {
   }
 
   async restart(id: string, run: number): Promise<'ok' | 'gone' | 'busy'> {
-    return (await this.redis.eval(RESTART, 2, docKey(id), ACTIVE, run, Date.now())) as 'ok' | 'gone' | 'busy';
+    return (await runScript(this.redis, RESTART, 2, docKey(id), ACTIVE, run, Date.now())) as 'ok' | 'gone' | 'busy';
   }
 
   async cancel(id: string): Promise<string> {
-    return String(await this.redis.eval(CANCEL, 2, docKey(id), ACTIVE));
+    return String(await runScript(this.redis, CANCEL, 2, docKey(id), ACTIVE));
   }
 
   async setMetadata(id: string, fields: Record<string, string>): Promise<void> {
@@ -210,7 +211,7 @@ export class DocumentStore {
 
   /** Removes the record (and its hash index entry); answers its last run, or undefined if it was not there. */
   async remove(ownerId: string, id: string): Promise<number | undefined> {
-    const run = Number(await this.redis.eval(REMOVE, 4, docKey(id), ownerDocsKey(ownerId), ownerShaKey(ownerId), ACTIVE, id, ownerId));
+    const run = Number(await runScript(this.redis, REMOVE, 4, docKey(id), ownerDocsKey(ownerId), ownerShaKey(ownerId), ACTIVE, id, ownerId));
     return run > 0 ? run : undefined;
   }
 

@@ -6,6 +6,7 @@ import { inject, injectable } from 'tsyringe';
 import type { Redis } from 'ioredis';
 import { ModuleRedis } from '../../kernel/module/tokens.js';
 import type { FileView } from './contract.js';
+import { runScript } from '../../kernel/redis/lua-script.js';
 
 export interface StoredFile extends FileView {
   ownerId: string;
@@ -58,7 +59,7 @@ export class FileStore {
   /** Adds the record unless the owner's quota would be exceeded (then false). */
   async add(file: StoredFile, quotaBytes: number): Promise<boolean> {
     const fields = Object.entries(file).flatMap(([k, v]) => [k, String(v)]);
-    const added = await this.redis.eval(
+    const added = await runScript(this.redis, 
       ADD,
       3,
       fileKey(file.id),
@@ -80,7 +81,7 @@ export class FileStore {
   }
 
   async remove(ownerId: string, id: string): Promise<boolean> {
-    return (await this.redis.eval(REMOVE, 3, fileKey(id), ownerFilesKey(ownerId), ownerBytesKey(ownerId), ownerId, id)) === 1;
+    return (await runScript(this.redis, REMOVE, 3, fileKey(id), ownerFilesKey(ownerId), ownerBytesKey(ownerId), ownerId, id)) === 1;
   }
 
   async usedBytes(ownerId: string): Promise<number> {

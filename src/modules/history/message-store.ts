@@ -9,6 +9,7 @@ import { inject, injectable } from 'tsyringe';
 import type { Redis } from 'ioredis';
 import { ModuleRedis } from '../../kernel/module/tokens.js';
 import type { MessageView } from './contract.js';
+import { runScript } from '../../kernel/redis/lua-script.js';
 
 export interface StoredMessage extends MessageView {
   ownerId: string;
@@ -92,7 +93,7 @@ export class MessageStore {
    */
   async append(m: StoredMessage, index?: IndexEntry): Promise<{ stored: boolean; entryId: string | null }> {
     const keys = [msgKey(m.id), chatKey(m.chatId), seqKey(m.chatId), ownerKey(m.ownerId), ALL, ...(index ? [index.key] : [])];
-    const [stored, entry] = (await this.redis.eval(APPEND, keys.length, ...keys, m.id, JSON.stringify(m), Date.parse(m.createdAt), ...(index?.fields ?? []))) as [number, string];
+    const [stored, entry] = (await runScript(this.redis, APPEND, keys.length, ...keys, m.id, JSON.stringify(m), Date.parse(m.createdAt), ...(index?.fields ?? []))) as [number, string];
     return { stored: stored === 1, entryId: entry || null };
   }
 
@@ -106,19 +107,19 @@ export class MessageStore {
   }
 
   async saveProgress(m: StoredMessage): Promise<boolean> {
-    return (await this.redis.eval(PROGRESS, 1, msgKey(m.id), JSON.stringify(m))) === 1;
+    return (await runScript(this.redis, PROGRESS, 1, msgKey(m.id), JSON.stringify(m))) === 1;
   }
 
   /** Ends a streaming message (with its keyword index entry if given); a final one stays as it is. */
   async finish(m: StoredMessage, index?: IndexEntry): Promise<{ applied: boolean; message: StoredMessage | undefined; count: number; entryId: string | null }> {
     const keys = [msgKey(m.id), chatKey(m.chatId), ...(index ? [index.key] : [])];
-    const [applied, json, count, entry] = (await this.redis.eval(FINISH, keys.length, ...keys, JSON.stringify(m), ...(index?.fields ?? []))) as [number, string, number, string];
+    const [applied, json, count, entry] = (await runScript(this.redis, FINISH, keys.length, ...keys, JSON.stringify(m), ...(index?.fields ?? []))) as [number, string, number, string];
     return { applied: applied === 1, message: parse(json || undefined), count, entryId: entry || null };
   }
 
   /** The chat's messages from newest-first rank `from` (inclusive) to `to`, in one round trip. */
   async newest(chatId: string, from: number, to: number): Promise<(StoredMessage | undefined)[]> {
-    const raw = (await this.redis.eval(NEWEST, 1, chatKey(chatId), from, to, this.redis.options.keyPrefix ?? '')) as string[];
+    const raw = (await runScript(this.redis, NEWEST, 1, chatKey(chatId), from, to, this.redis.options.keyPrefix ?? '')) as string[];
     return raw.map((json) => parse(json || undefined));
   }
 

@@ -11,7 +11,7 @@ import { ContractError } from '../../kernel/contract/errors.js';
 import { ModuleRedis } from '../../kernel/module/tokens.js';
 import { categoryFactsKey } from './fact-store.js';
 import { newId } from './ids.js';
-import { luaScript, type LuaScript } from './lua-script.js';
+import { luaScript, type LuaScript } from '../../kernel/redis/lua-script.js';
 import { MOVE_TO_ROOT } from './contract.js';
 
 export interface StoredCategory {
@@ -160,9 +160,9 @@ export class CategoryStore {
 
   constructor(@inject(ModuleRedis) private readonly redis: Redis) {
     this.prefix = redis.options.keyPrefix ?? '';
-    this.createScript = luaScript(redis, 'knowledgeCreateCategory', CREATE);
-    this.deleteScript = luaScript(redis, 'knowledgeDeleteCategory', DELETE);
-    this.updateScript = luaScript(redis, 'knowledgeUpdateCategory', UPDATE);
+    this.createScript = luaScript(redis, CREATE);
+    this.deleteScript = luaScript(redis, DELETE);
+    this.updateScript = luaScript(redis, UPDATE);
   }
 
   async create(input: { ownerId: string; name: string; parentId: string | null }, limits: { maxCategories: number; maxDepth: number }): Promise<StoredCategory> {

@@ -11,7 +11,7 @@ import type { Redis } from 'ioredis';
 import { ContractError } from '../../kernel/contract/errors.js';
 import { ModuleRedis } from '../../kernel/module/tokens.js';
 import { newId } from './ids.js';
-import { luaScript, type LuaScript } from './lua-script.js';
+import { luaScript, type LuaScript } from '../../kernel/redis/lua-script.js';
 import { readHashes } from './read-hashes.js';
 
 export type AttributeValue = string | number | boolean | null;
@@ -182,11 +182,11 @@ export class EntityStore {
   constructor(@inject(ModuleRedis) private readonly redis: Redis) {
     this.prefix = redis.options.keyPrefix ?? '';
     this.scripts = {
-      createEntity: luaScript(redis, 'knowledgeCreateEntity', CREATE_ENTITY),
-      updateEntity: luaScript(redis, 'knowledgeUpdateEntity', UPDATE_ENTITY),
-      deleteEntity: luaScript(redis, 'knowledgeDeleteEntity', DELETE_ENTITY),
-      createRelation: luaScript(redis, 'knowledgeCreateRelation', CREATE_RELATION),
-      deleteRelation: luaScript(redis, 'knowledgeDeleteRelation', DELETE_RELATION),
+      createEntity: luaScript(redis, CREATE_ENTITY),
+      updateEntity: luaScript(redis, UPDATE_ENTITY),
+      deleteEntity: luaScript(redis, DELETE_ENTITY),
+      createRelation: luaScript(redis, CREATE_RELATION),
+      deleteRelation: luaScript(redis, DELETE_RELATION),
     };
   }
 

@@ -14,7 +14,7 @@ import type { Redis } from 'ioredis';
 import { ContractError } from '../../kernel/contract/errors.js';
 import { ModuleRedis } from '../../kernel/module/tokens.js';
 import { newId } from './ids.js';
-import { luaScript, type LuaScript } from './lua-script.js';
+import { luaScript, type LuaScript } from '../../kernel/redis/lua-script.js';
 import { readHashes } from './read-hashes.js';
 
 export interface StoredFact {
@@ -197,9 +197,9 @@ export class FactStore {
 
   constructor(@inject(ModuleRedis) private readonly redis: Redis) {
     this.prefix = redis.options.keyPrefix ?? '';
-    this.createScript = luaScript(redis, 'knowledgeCreateFact', CREATE);
-    this.updateScript = luaScript(redis, 'knowledgeUpdateFact', UPDATE);
-    this.deleteScript = luaScript(redis, 'knowledgeDeleteFact', DELETE);
+    this.createScript = luaScript(redis, CREATE);
+    this.updateScript = luaScript(redis, UPDATE);
+    this.deleteScript = luaScript(redis, DELETE);
   }
 
   async create(input: Omit<StoredFact, 'id' | 'createdAt' | 'updatedAt' | 'rev'>): Promise<StoredFact> {

@@ -9,6 +9,7 @@ import { inject, injectable } from 'tsyringe';
 import type { Redis } from 'ioredis';
 import { ModuleRedis } from '../../kernel/module/tokens.js';
 import type { GenerateOutcome } from './contract.js';
+import { runScript } from '../../kernel/redis/lua-script.js';
 
 const DAY_S = 86_400;
 /** A lock outlives any generation (the step's deadline is one hour) but not a lost turn forever. */
@@ -46,7 +47,7 @@ export class TurnStore {
    */
   async begin(chatId: string, turnId: string, answer: unknown, client?: { userId: string; clientId: string }): Promise<{ result: 'ok' | 'busy' } | { result: 'dup'; holder: string }> {
     const keys = [`active:${chatId}`, `turn:${turnId}`, ...(client ? [clientKey(client.userId, chatId, client.clientId)] : [])];
-    const [result, holder] = (await this.redis.eval(BEGIN, keys.length, ...keys, turnId, JSON.stringify(answer), ACTIVE_TTL_S, DAY_S)) as [string, string];
+    const [result, holder] = (await runScript(this.redis, BEGIN, keys.length, ...keys, turnId, JSON.stringify(answer), ACTIVE_TTL_S, DAY_S)) as [string, string];
     return result === 'dup' ? { result, holder } : { result: result === 'ok' ? 'ok' : 'busy' };
   }
 
@@ -56,7 +57,7 @@ export class TurnStore {
   }
 
   async release(chatId: string, turnId: string): Promise<void> {
-    await this.redis.eval(RELEASE, 1, `active:${chatId}`, turnId);
+    await runScript(this.redis, RELEASE, 1, `active:${chatId}`, turnId);
   }
 
   active(chatId: string): Promise<string | null> {
@@ -64,7 +65,7 @@ export class TurnStore {
   }
 
   async releaseClientId(userId: string, chatId: string, clientId: string, turnId: string): Promise<void> {
-    await this.redis.eval(RELEASE, 1, clientKey(userId, chatId, clientId), turnId);
+    await runScript(this.redis, RELEASE, 1, clientKey(userId, chatId, clientId), turnId);
   }
 
   async answer<T>(turnId: string): Promise<T | undefined> {

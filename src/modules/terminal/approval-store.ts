@@ -6,6 +6,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { inject, injectable } from 'tsyringe';
 import type { Redis } from 'ioredis';
 import { ModuleRedis } from '../../kernel/module/tokens.js';
+import { runScript } from '../../kernel/redis/lua-script.js';
 import type { RiskClass } from './contract.js';
 
 export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired';
@@ -57,11 +58,6 @@ redis.call('HSET', KEYS[1], 'usedAt', ARGV[1])
 return 1
 `;
 
-interface ApprovalRedis extends Redis {
-  terminalDecide(approvalKey: string, ownerIndex: string, adminIndex: string, status: string, decidedBy: string, decidedAt: string, remember: string, now: string, id: string): Promise<[string, number] | null>;
-  terminalUse(approvalKey: string, usedAt: string): Promise<number>;
-}
-
 export const ADMIN_INDEX = 'approvals:admin';
 const ownerIndex = (ownerId: string) => `approvals:owner:${ownerId}`;
 
@@ -76,13 +72,7 @@ export function commandFingerprint(pipeline: string[][], cwd: string): string {
 
 @injectable()
 export class ApprovalStore {
-  private readonly redis: ApprovalRedis;
-
-  constructor(@inject(ModuleRedis) redis: Redis) {
-    redis.defineCommand('terminalDecide', { numberOfKeys: 3, lua: DECIDE });
-    redis.defineCommand('terminalUse', { numberOfKeys: 1, lua: USE });
-    this.redis = redis as ApprovalRedis;
-  }
+  constructor(@inject(ModuleRedis) private readonly redis: Redis) {}
 
   async create(a: Immutable, retentionS: number): Promise<StoredApproval> {
     const key = `approval:${a.id}`;
@@ -121,7 +111,10 @@ export class ApprovalStore {
     remember: boolean,
   ): Promise<{ status: ApprovalStatus; changed: boolean } | undefined> {
     const now = new Date();
-    const r = await this.redis.terminalDecide(
+    const r = (await runScript(
+      this.redis,
+      DECIDE,
+      3,
       `approval:${a.id}`,
       ownerIndex(a.ownerId),
       ADMIN_INDEX,
@@ -131,12 +124,12 @@ export class ApprovalStore {
       remember ? '1' : '0',
       String(now.getTime()),
       a.id,
-    );
+    )) as [string, number] | null;
     return r ? { status: r[0] as ApprovalStatus, changed: r[1] === 1 } : undefined;
   }
 
   async markUsed(id: string): Promise<boolean> {
-    return (await this.redis.terminalUse(`approval:${id}`, new Date().toISOString())) === 1;
+    return (await runScript(this.redis, USE, 1, `approval:${id}`, new Date().toISOString())) === 1;
   }
 
   async pendingIds(ownerId: string | undefined, admins: boolean): Promise<string[]> {
