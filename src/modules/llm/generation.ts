@@ -257,8 +257,10 @@ async function* relay(
     }
   } finally {
     if (outcome !== 'ok' && st.signal.aborted) outcome = 'stopped';
-    // Whatever ends the relay (done, failure, the consumer stopping) closes the request to Ollama.
-    st.ac.abort();
+    // Whatever else ends the relay (a failure, the consumer stopping) closes the request to Ollama. After
+    // the final line the request is over: aborting it then would only cost work (undici builds an abort
+    // error and tears down the body stream for every reply) and could cut a connection still reusable.
+    if (outcome !== 'ok') st.ac.abort();
     st.signal.removeEventListener('abort', st.onAbort);
     st.requestTimeout.removeEventListener('abort', st.onAbort);
     host.inFlight--;

@@ -3,25 +3,36 @@
 //
 // Abort: ollama 0.6.4 only gives streamed requests an AbortController (`abort()` on the iterator);
 // `show`, `embed`, `list` take no signal. So every client here gets a fetch that also obeys a per-call
-// signal carried by AsyncLocalStorage: aborting it aborts undici's request, which destroys the socket
-// to Ollama at once (a connection in the middle of a response cannot be reused), and Ollama stops
-// generating when its client goes away.
-import { AsyncLocalStorage } from 'node:async_hooks';
+// signal: aborting it aborts undici's request, which destroys the socket to Ollama at once (a connection
+// in the middle of a response cannot be reused), and Ollama stops generating when its client goes away.
 import CircuitBreaker from 'opossum';
 import { Ollama } from 'ollama';
 
-const callSignal = new AsyncLocalStorage<AbortSignal>();
+/** The signal of the request being started (set only while `withOllamaSignal` runs its callback). */
+let starting: AbortSignal | undefined;
 
-/** Runs `fn` so that every Ollama request it starts is aborted when `signal` aborts. */
+/**
+ * Runs `fn`, a call of the client, so that the requests it starts are aborted when `signal` aborts.
+ * The client calls fetch synchronously from its methods (no await before it), so the signal is handed
+ * over in a variable for the length of the call, not through AsyncLocalStorage: that one costs every
+ * promise created anywhere in the process a propagation step. Should a later client defer its fetch,
+ * the fetch below refuses to run without a signal, and the cancellation tests fail loudly.
+ */
 export function withOllamaSignal<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
-  return callSignal.run(signal, fn);
+  const outer = starting;
+  starting = signal;
+  try {
+    return fn();
+  } finally {
+    starting = outer;
+  }
 }
 
 const signalledFetch: typeof fetch = (input, init) => {
-  const own = callSignal.getStore();
+  const own = starting;
+  if (!own) return Promise.reject(new Error('ollama client fetched outside withOllamaSignal: its requests could not be cancelled'));
   const given = init?.signal ?? undefined;
-  const signal = own && given ? AbortSignal.any([own, given]) : (own ?? given);
-  return fetch(input, signal ? { ...init, signal } : init);
+  return fetch(input, { ...init, signal: given ? AbortSignal.any([own, given]) : own });
 };
 
 /**
