@@ -29,6 +29,7 @@ function parseSeqCursor(cursor: string | undefined): number | undefined {
 }
 
 const FINAL = new Set(['complete', 'stopped', 'failed']);
+/** The first page of a prompt's history; each next page is four times the last (a long chat takes few round trips). */
 const PROMPT_PAGE = 128;
 
 /** A message that belongs in a model's prompt: a final user or assistant message with text, not replaced. */
@@ -129,23 +130,24 @@ export class HistoryService implements Handlers<typeof historyContract> {
   }
 
   /**
-   * What a prompt can use of a chat, newest first, read a page at a time in one round trip each and
-   * without the transcript's full view: only role and text travel back. Messages of other owners never
+   * What a prompt can use of a chat, newest first, read a page at a time in one round trip each (pages
+   * growing fourfold: a chat of 2,000 messages whose whole history fits the model's window takes three)
+   * and without the transcript's full view: only role and text travel back. Messages of other owners never
    * come back (the chat itself is checked by the caller that builds the prompt).
    */
   async recentForPrompt({ chatId, maxChars }: { chatId: string; maxChars: number }) {
     const user = caller();
     const items: { role: 'user' | 'assistant'; content: string }[] = [];
     let chars = 0;
-    for (let from = 0; ; from += PROMPT_PAGE) {
-      const page = await this.store.newest(chatId, from, from + PROMPT_PAGE - 1);
+    for (let from = 0, size = PROMPT_PAGE; ; from += size, size *= 4) {
+      const page = await this.store.newest(chatId, from, from + size - 1);
       for (const m of page) {
         if (!m || m.ownerId !== user.id || !promptable(m)) continue;
         items.push({ role: m.role as 'user' | 'assistant', content: m.content });
         chars += m.content.length;
         if (chars > maxChars) return { items };
       }
-      if (page.length < PROMPT_PAGE) return { items };
+      if (page.length < size) return { items };
     }
   }
 

@@ -61,7 +61,7 @@ describe.each(bindingKinds)('history contract (%s binding)', (kind) => {
     const chat = await as(alice, () => chats.createChat({ title: 'prompt' }));
     const add = (role: 'user' | 'assistant', content: string, over: Record<string, unknown> = {}) =>
       as(alice, () => history.appendMessage({ message: msg(chat.id, role, content, over) }));
-    // More than one page of history (history reads it 128 at a time).
+    // More than one page of history (history reads 128 messages first, then pages four times larger).
     for (let i = 0; i < 140; i++) await add(i % 2 ? 'assistant' : 'user', `turn ${i}`);
     await add('user', '   ');
     const replaced = await add('assistant', 'the first answer');
