@@ -109,6 +109,31 @@ describe('graceful shutdown', () => {
     expect(redisPids.filter(pidAlive)).toEqual([]);
     expect(app.output()).toContain('stopped');
   });
+
+  it('stops the same way when a process manager sends SIGTERM to `npm start`', async () => {
+    // npm passes the signal on to its script's process; a shell between them would die of it and leave
+    // AutoBot and its Redis running, orphaned, on the port. (Builds dist/ first when it is missing.)
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'abn-'));
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const port = await freePort();
+    const app = await spawnApp(
+      { AUTOBOT_DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'info' },
+      { command: ['npm', 'start'], readyLine: /"pid":(\d+).*AutoBot is ready/, timeoutMs: 120_000 },
+    );
+    const autobot = Number(app.url);
+    const redisPids = processesIn(path.join(dataDir, 'redis'));
+    cleanups.push(() => {
+      for (const pid of [autobot, ...redisPids]) if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+    });
+    expect(redisPids).toHaveLength(1);
+    app.child.kill('SIGTERM');
+    await app.exited;
+    const deadline = Date.now() + 15_000;
+    const done = () => ![autobot, ...redisPids].some(pidAlive) && app.output().includes('"msg":"stopped"');
+    while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect([autobot, ...redisPids].filter(pidAlive)).toEqual([]);
+    expect(app.output()).toContain('"msg":"stopped"');
+  }, 150_000);
 });
 
 describe('start-up errors', () => {

@@ -23,10 +23,16 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Spawns `script` (default: the test server main) under tsx and waits for its LISTENING line. */
-export async function spawnApp(env: Record<string, string>, opts: { script?: string; readyLine?: RegExp; timeoutMs?: number } = {}): Promise<ChildApp> {
-  const script = opts.script ?? path.join(root, 'tests/support/server-main.ts');
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+/**
+ * Spawns `script` (default: the test server main) under tsx, or `command` as given (e.g. `npm start`),
+ * and waits for its ready line (default: LISTENING <url>).
+ */
+export async function spawnApp(
+  env: Record<string, string>,
+  opts: { script?: string; command?: [string, ...string[]]; readyLine?: RegExp; timeoutMs?: number } = {},
+): Promise<ChildApp> {
+  const [file, ...args] = opts.command ?? [process.execPath, '--import', 'tsx', opts.script ?? path.join(root, 'tests/support/server-main.ts')];
+  const child = spawn(file, args, {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
