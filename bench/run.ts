@@ -13,7 +13,7 @@ import { createHttpBinding } from '../src/kernel/transport/http-binding.js';
 import { Metrics } from '../src/kernel/metrics/metrics.js';
 import { healthContract } from '../src/modules/health/contract.js';
 import { readdirSync } from 'node:fs';
-import { cpuPerRequest, fmt, median, requestsPerSecond, rows, rssMiB, startChild, waitFor } from './lib.js';
+import { calibrate, cpuPerRequest, fmt, median, requestsPerSecond, rows, rssMiB, startChild, waitFor } from './lib.js';
 
 const TOKEN = 'bench-internal-token-0123456789';
 const LISTENING = /LISTENING (\S+)/;
@@ -308,4 +308,7 @@ for (const [name, run] of Object.entries(suites)) {
 
 const header = '| measure | AutoBot | baseline (same run) | ratio | target | met |';
 const lines = [header, '| --- | --- | --- | --- | --- | --- |', ...rows.map((r) => `| ${r.name} | ${r.autobot} | ${r.baseline} | ${r.ratio} | ${r.target} | ${r.met ? 'yes' : 'NO'} |`)];
-process.stdout.write(`\n${lines.join('\n')}\n\nnode ${process.version}, ${(await import('node:os')).cpus().length} cores\n`);
+process.stdout.write(
+  `\n${lines.join('\n')}\n\nnode ${process.version}, ${(await import('node:os')).cpus().length} cores; ` +
+    `this machine's speed: ${fmt(calibrate(), 2)} µs per JSON round trip of a chat message (lower is faster)\n`,
+);
