@@ -200,12 +200,18 @@ export class Collections {
         continue;
       }
       if (!idx || idx.dimensions !== v.vector.length) {
-        // The collection took a (new) model: start a fresh index for it.
+        // The collection took a (new) model: start a fresh index for it, unless another write made
+        // one while this one read the collection's model (writes made together into an empty
+        // collection): replacing it would drop what that write had put in.
         const info = await this.store.info(c);
         if (!info || info.dimensions !== v.vector.length) continue;
-        idx?.dispose();
-        idx = new VectorIndex(info.model, info.dimensions, this.tuning);
-        this.indexes.set(c, idx);
+        const current = this.indexes.get(c);
+        if (current && current.model === info.model && current.dimensions === info.dimensions) idx = current;
+        else {
+          current?.dispose();
+          idx = new VectorIndex(info.model, info.dimensions, this.tuning);
+          this.indexes.set(c, idx);
+        }
       }
       idx.put(id, v.vector, v.metadata);
     }

@@ -64,6 +64,28 @@ describe('embeddings durability and sharing', () => {
     apps.splice(apps.indexOf(second), 1);
   });
 
+  it('finds at once every vector of upserts made together into an empty collection', async () => {
+    // Each first write finds no index and makes one: made together, each used to replace the one before,
+    // and the vectors put into a replaced index were missing here until the change log came round.
+    const own = await startTestRedis();
+    const app = await startEmbeddingsApp(own.url, ollama.url);
+    try {
+      const docs = Array.from({ length: 6 }, (_, d) => `doc-t${d}`);
+      await Promise.all(
+        docs.map((documentId) =>
+          port(app).upsert({ collection: 'documents', items: [{ id: `${documentId}:1`, text: `together ${documentId}`, metadata: { ownerId: 'u-t', documentId } }] }),
+        ),
+      );
+      const found = await Promise.all(
+        docs.map(async (documentId) => (await port(app).search({ collection: 'documents', query: 'together', topK: 10, filter: { documentIds: [documentId] } })).items.length),
+      );
+      expect(found).toEqual(docs.map(() => 1));
+    } finally {
+      await app.stop();
+      await own.stop();
+    }
+  });
+
   it('lets a second instance see vectors written by the first within a second', async () => {
     const a = await start();
     const b = await start();
