@@ -1,7 +1,7 @@
 // The whole program as an operator meets it: embedded Redis that starts, persists and goes away with
 // the app; a graceful shutdown that drains; a bad setting that stops the start with a clear message.
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
@@ -14,8 +14,30 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
-/** Pids of processes working in `dir` (Linux /proc); redis-server rewrites its command line, not its cwd. */
-function processesIn(dir: string): number[] {
+/** A process as this test saw it: its pid and its start time (pids are reused, 32,768 of them here). */
+interface Proc {
+  pid: number;
+  start: string;
+}
+
+/** Field 22 of /proc/<pid>/stat (start time), and its state; undefined once the pid is free. */
+function stat(pid: number): { start: string; state: string } | undefined {
+  try {
+    // "pid (comm) state ppid …": the fields after the command name, state first.
+    const line = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = line.slice(line.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0]!, start: fields[19]! };
+  } catch {
+    return undefined;
+  }
+}
+
+function proc(pid: number): Proc {
+  return { pid, start: stat(pid)?.start ?? '' };
+}
+
+/** Processes working in `dir` (Linux /proc); redis-server rewrites its command line, not its cwd. */
+function processesIn(dir: string): Proc[] {
   return readdirSync('/proc')
     .filter((d) => /^\d+$/.test(d))
     .filter((d) => {
@@ -25,16 +47,16 @@ function processesIn(dir: string): number[] {
         return false;
       }
     })
-    .map(Number);
+    .map((d) => proc(Number(d)));
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+/**
+ * Still running: its pid not freed, not taken by a newer process (the whole suite starts thousands),
+ * and not a zombie nobody has reaped yet.
+ */
+function running(p: Proc): boolean {
+  const now = stat(p.pid);
+  return now !== undefined && now.start === p.start && now.state !== 'Z';
 }
 
 describe('embedded Redis', () => {
@@ -101,12 +123,12 @@ describe('graceful shutdown', () => {
     });
     expect((await fetch(`${app.url}/api/v1/health/ready`)).status).toBe(200);
     const socket = path.join(dataDir, 'redis', 'redis.sock');
-    const redisPids = processesIn(path.join(dataDir, 'redis'));
-    expect(redisPids).toHaveLength(1);
+    const redis = processesIn(path.join(dataDir, 'redis'));
+    expect(redis).toHaveLength(1);
     app.child.kill('SIGTERM');
     expect(await app.exited).toBe(0);
     expect(existsSync(socket)).toBe(false);
-    expect(redisPids.filter(pidAlive)).toEqual([]);
+    expect(redis.filter(running)).toEqual([]);
     expect(app.output()).toContain('stopped');
   });
 
@@ -120,18 +142,19 @@ describe('graceful shutdown', () => {
       { AUTOBOT_DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'info' },
       { command: ['npm', 'start'], readyLine: /"pid":(\d+).*AutoBot is ready/, timeoutMs: 120_000 },
     );
-    const autobot = Number(app.url);
-    const redisPids = processesIn(path.join(dataDir, 'redis'));
+    const autobot = proc(Number(app.url));
+    const redis = processesIn(path.join(dataDir, 'redis'));
     cleanups.push(() => {
-      for (const pid of [autobot, ...redisPids]) if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+      for (const p of [autobot, ...redis]) if (running(p)) process.kill(p.pid, 'SIGKILL');
     });
-    expect(redisPids).toHaveLength(1);
+    expect(redis).toHaveLength(1);
     app.child.kill('SIGTERM');
     await app.exited;
-    const deadline = Date.now() + 15_000;
-    const done = () => ![autobot, ...redisPids].some(pidAlive) && app.output().includes('"msg":"stopped"');
+    const deadline = Date.now() + 30_000;
+    const done = () => ![autobot, ...redis].some(running) && app.output().includes('"msg":"stopped"');
     while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    expect([autobot, ...redisPids].filter(pidAlive)).toEqual([]);
+    const alive = { autobot: running(autobot), redis: redis.filter(running) };
+    expect(alive, app.output().split('\n').slice(-15).join('\n')).toEqual({ autobot: false, redis: [] });
     expect(app.output()).toContain('"msg":"stopped"');
   }, 150_000);
 });
@@ -162,6 +185,5 @@ describe('start-up errors', () => {
     expect(code).toBe(1);
     expect(out).toContain('apt-get install redis-server');
     expect(out).toContain('REDIS_URL');
-    expect(pidAlive(child.pid!)).toBe(false);
   });
 });
