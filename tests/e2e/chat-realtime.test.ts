@@ -59,9 +59,13 @@ describe('chat over socket.io', () => {
     for (const t of [one, two]) await until('completed', () => t.got.some((e) => e.event === 'message:completed'));
     const deltas = (t: typeof one) => t.got.filter((e) => e.event === 'message:delta').map((e) => e.data);
     expect(deltas(one)).toEqual(deltas(two));
-    expect(deltas(one).map((d) => d.seq)).toEqual(tokens.map((_, i) => i + 1));
+    // Tokens that reach AutoBot in one read go on as one delta (2 ms apart, a busy machine may read two
+    // at once): seq counts deltas, one up each, and together they carry every token in order.
+    expect(deltas(one).length).toBeGreaterThan(1);
+    expect(deltas(one).map((d) => d.seq)).toEqual(deltas(one).map((_, i) => i + 1));
     expect(deltas(one).map((d) => d.delta).join('')).toBe(tokens.join(''));
-    expect(deltas(one)[0]).toEqual({ chatId: chat.id, messageId: sent.assistantMessageId, turnId: sent.turnId, seq: 1, delta: ' t0' });
+    expect(deltas(one)[0]).toMatchObject({ chatId: chat.id, messageId: sent.assistantMessageId, turnId: sent.turnId, seq: 1 });
+    expect(deltas(one)[0]!.delta).toMatch(/^ t0/);
     const names = one.got.map((e) => e.event).filter((e) => e !== 'message:delta');
     expect(names.slice(0, 3)).toEqual(['message:created', 'turn:status', 'message:created']);
     const completed = one.got.find((e) => e.event === 'message:completed')!.data.message as { content: string; status: string };
