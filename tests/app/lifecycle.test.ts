@@ -101,7 +101,8 @@ describe('graceful shutdown', () => {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ ms: 150 }),
     });
-    await new Promise((r) => setTimeout(r, 30));
+    // In flight once the server has it (a fixed wait raced the connection on a busy machine: ECONNRESET).
+    while (app.gateway.inFlight() === 0) await new Promise((r) => setTimeout(r, 2));
     const stopping = app.stop();
     const res = await inFlight;
     expect(res.status).toBe(200);
@@ -132,6 +133,26 @@ describe('graceful shutdown', () => {
     expect(app.output()).toContain('stopped');
   });
 
+  it('stops cleanly on a SIGTERM that comes while it is still starting', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'abs-'));
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const port = await freePort();
+    // Ready, for this test, as soon as its Redis runs: the modules have not started yet.
+    const app = await spawnApp(
+      { AUTOBOT_DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'info' },
+      { script: path.resolve(import.meta.dirname, '../../src/main.ts'), readyLine: /embedded Redis started/ },
+    );
+    cleanups.push(() => {
+      if (app.child.exitCode === null) app.child.kill('SIGKILL');
+    });
+    const redis = processesIn(path.join(dataDir, 'redis'));
+    expect(redis).toHaveLength(1);
+    app.child.kill('SIGTERM');
+    expect(await app.exited).toBe(0);
+    expect(redis.filter(running)).toEqual([]);
+    expect(app.output()).toContain('"msg":"stopped"');
+  });
+
   it('stops the same way when a process manager sends SIGTERM to `npm start`', async () => {
     // npm passes the signal on to its script's process; a shell between them would die of it and leave
     // AutoBot and its Redis running, orphaned, on the port. (Builds dist/ first when it is missing.)
@@ -140,9 +161,10 @@ describe('graceful shutdown', () => {
     const port = await freePort();
     const app = await spawnApp(
       { AUTOBOT_DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'info' },
-      { command: ['npm', 'start'], readyLine: /"pid":(\d+).*AutoBot is ready/, timeoutMs: 120_000 },
+      { command: ['npm', 'start'], readyLine: /AutoBot is ready/, timeoutMs: 120_000 },
     );
-    const autobot = proc(Number(app.url));
+    // npm's child: AutoBot logs its own pid.
+    const autobot = proc(Number(/"pid":(\d+).*AutoBot is ready/.exec(app.output())![1]));
     const redis = processesIn(path.join(dataDir, 'redis'));
     cleanups.push(() => {
       for (const p of [autobot, ...redis]) if (running(p)) process.kill(p.pid, 'SIGKILL');
