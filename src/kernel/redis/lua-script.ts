@@ -15,13 +15,13 @@ import type { Redis } from 'ioredis';
 type Arg = string | number | Buffer;
 
 /** The SHA1 of each script source (what EVALSHA names it by). */
-const shas = new Map<string, string>();
+const shaBySource = new Map<string, string>();
 
 function shaOf(source: string): string {
-  let sha = shas.get(source);
+  let sha = shaBySource.get(source);
   if (sha === undefined) {
     sha = createHash('sha1').update(source).digest('hex');
-    shas.set(source, sha);
+    shaBySource.set(source, sha);
   }
   return sha;
 }
@@ -30,22 +30,22 @@ function shaOf(source: string): string {
 const sent = new WeakMap<Redis, Set<string>>();
 
 function sentOn(redis: Redis): Set<string> {
-  let shas = sent.get(redis);
-  if (!shas) {
+  let scripts = sent.get(redis);
+  if (!scripts) {
     const fresh = new Set<string>();
     redis.on('ready', () => fresh.clear());
     sent.set(redis, fresh);
-    shas = fresh;
+    scripts = fresh;
   }
-  return shas;
+  return scripts;
 }
 
 /** As `redis.eval(source, numKeys, ...keysAndArgs)`, by SHA once the connection has sent the script. */
 export async function runScript(redis: Redis, source: string, numKeys: number, ...keysAndArgs: Arg[]): Promise<unknown> {
   const sha = shaOf(source);
-  const shas = sentOn(redis);
-  if (!shas.has(sha)) {
-    shas.add(sha);
+  const scripts = sentOn(redis);
+  if (!scripts.has(sha)) {
+    scripts.add(sha);
     return redis.eval(source, numKeys, ...keysAndArgs);
   }
   try {
