@@ -59,6 +59,24 @@ function running(p: Proc): boolean {
   return now !== undefined && now.start === p.start && now.state !== 'Z';
 }
 
+/**
+ * AutoBot as an operator starts it (`src/main.ts` under tsx, or `command`, e.g. `npm start`) on a free
+ * port with a data dir of its own, once `readyLine` shows; killed after the test if still running. Also
+ * answers its embedded Redis (redis-server works in `<dataDir>/redis`).
+ */
+async function startAutoBot(readyLine: RegExp, opts: { command?: [string, ...string[]]; timeoutMs?: number } = {}) {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'abs-'));
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  const app = await spawnApp(
+    { AUTOBOT_DATA_DIR: dataDir, PORT: String(await freePort()), LOG_LEVEL: 'info' },
+    { script: path.resolve(import.meta.dirname, '../../src/main.ts'), readyLine, ...opts },
+  );
+  cleanups.push(() => {
+    if (app.child.exitCode === null) app.child.kill('SIGKILL');
+  });
+  return { app, dataDir, redis: processesIn(path.join(dataDir, 'redis')) };
+}
+
 describe('embedded Redis', () => {
   it('starts with the app, keeps data across a restart of the app, and is gone after shutdown', async () => {
     const dataDir = mkdtempSync(path.join(tmpdir(), 'abm-'));
@@ -112,19 +130,9 @@ describe('graceful shutdown', () => {
   });
 
   it('exits 0 on SIGTERM and takes its embedded Redis down with it', async () => {
-    const dataDir = mkdtempSync(path.join(tmpdir(), 'abs-'));
-    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-    const port = await freePort();
-    const app = await spawnApp(
-      { AUTOBOT_DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'info' },
-      { script: path.resolve(import.meta.dirname, '../../src/main.ts'), readyLine: /"url":"(http[^"]+)".*AutoBot is ready/ },
-    );
-    cleanups.push(() => {
-      if (app.child.exitCode === null) app.child.kill('SIGKILL');
-    });
+    const { app, dataDir, redis } = await startAutoBot(/"url":"(http[^"]+)".*AutoBot is ready/);
     expect((await fetch(`${app.url}/api/v1/health/ready`)).status).toBe(200);
     const socket = path.join(dataDir, 'redis', 'redis.sock');
-    const redis = processesIn(path.join(dataDir, 'redis'));
     expect(redis).toHaveLength(1);
     app.child.kill('SIGTERM');
     expect(await app.exited).toBe(0);
@@ -134,18 +142,8 @@ describe('graceful shutdown', () => {
   });
 
   it('stops cleanly on a SIGTERM that comes while it is still starting', async () => {
-    const dataDir = mkdtempSync(path.join(tmpdir(), 'abs-'));
-    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-    const port = await freePort();
     // Ready, for this test, as soon as its Redis runs: the modules have not started yet.
-    const app = await spawnApp(
-      { AUTOBOT_DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'info' },
-      { script: path.resolve(import.meta.dirname, '../../src/main.ts'), readyLine: /embedded Redis started/ },
-    );
-    cleanups.push(() => {
-      if (app.child.exitCode === null) app.child.kill('SIGKILL');
-    });
-    const redis = processesIn(path.join(dataDir, 'redis'));
+    const { app, redis } = await startAutoBot(/embedded Redis started/);
     expect(redis).toHaveLength(1);
     app.child.kill('SIGTERM');
     expect(await app.exited).toBe(0);
@@ -156,16 +154,9 @@ describe('graceful shutdown', () => {
   it('stops the same way when a process manager sends SIGTERM to `npm start`', async () => {
     // npm passes the signal on to its script's process; a shell between them would die of it and leave
     // AutoBot and its Redis running, orphaned, on the port. (Builds dist/ first when it is missing.)
-    const dataDir = mkdtempSync(path.join(tmpdir(), 'abn-'));
-    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-    const port = await freePort();
-    const app = await spawnApp(
-      { AUTOBOT_DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'info' },
-      { command: ['npm', 'start'], readyLine: /AutoBot is ready/, timeoutMs: 120_000 },
-    );
+    const { app, redis } = await startAutoBot(/AutoBot is ready/, { command: ['npm', 'start'], timeoutMs: 120_000 });
     // npm's child: AutoBot logs its own pid.
     const autobot = proc(Number(/"pid":(\d+).*AutoBot is ready/.exec(app.output())![1]));
-    const redis = processesIn(path.join(dataDir, 'redis'));
     cleanups.push(() => {
       for (const p of [autobot, ...redis]) if (running(p)) process.kill(p.pid, 'SIGKILL');
     });
