@@ -295,7 +295,8 @@ export class MessagesService implements Handlers<typeof messagesContract> {
     // The reads before the model call go out at once: the answer's state, the generation's record,
     // the stop mark, and the history for the prompt (built on the chat's settings as the turn began;
     // an older turn reads the chat first). The prompt is only used when this call generates; its
-    // failure (e.g. the chat deleted) fails the answer like any error in `run`.
+    // failure (history or the model's description unreadable; for an older turn, its chat deleted)
+    // fails the answer like any error in `run`.
     const chatOf: Promise<PromptChat> = turn.chat ? Promise.resolve({ id: turn.chatId, ...turn.chat }) : this.chats.getChat({ id: turn.chatId });
     const prepared = chatOf.then(async (chat) => ({ chat, prompt: await this.prompt(chat, turn) }));
     prepared.catch(() => undefined);
