@@ -77,11 +77,42 @@ describe('keyword index', () => {
   });
 
   it('keeps a change applied while a snapshot is being written for the next one, so trimming never loses it', async () => {
-    const one = await index('c');
+    // The snapshot's write waits at a gate: the change lands after its partition was serialised
+    // without it, and before the write is done.
+    let reached!: () => void;
+    let letThrough!: () => void;
+    const atWrite = new Promise<void>((r) => (reached = r));
+    const gate = new Promise<void>((r) => (letThrough = r));
+    const bound = <T extends object>(target: T, key: string | symbol) => {
+      const v = Reflect.get(target, key) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    };
+    const gated = new Proxy(conn, {
+      get: (target, key) =>
+        key !== 'multi'
+          ? bound(target, key)
+          : () => {
+              const multi = target.multi();
+              return new Proxy(multi, {
+                get: (m, k) =>
+                  k !== 'exec'
+                    ? bound(m, k)
+                    : async () => {
+                        reached();
+                        await gate;
+                        return m.exec();
+                      },
+              });
+            },
+    });
+    const one = new KeywordIndex({ redis: gated, name: 'c', logger });
+    await one.start();
+    open.push(one);
     await one.add('q', [{ id: 'd1', text: 'tidal energy' }]);
-    // The change lands while the snapshot is in flight (it may be serialised before it or not).
     const writing = one.snapshot();
+    await atWrite;
     await one.add('q', [{ id: 'd2', text: 'tidal currents' }]);
+    letThrough();
     await writing;
     // Two more snapshots trim the log past d2's entry: only a snapshot of q holding d2 can keep it.
     await one.add('other', [{ id: 'x1', text: 'unrelated' }]);
