@@ -10,7 +10,8 @@ export interface Row {
   baseline: string;
   ratio: string;
   target: string;
-  met: boolean;
+  /** null: a row given for reference (e.g. a load sweep's other rates), judged against no target. */
+  met: boolean | null;
 }
 export const rows: Row[] = [];
 export const fmt = (n: number, digits = 1) => n.toFixed(digits);

@@ -307,7 +307,7 @@ for (const [name, run] of Object.entries(suites)) {
 }
 
 const header = '| measure | AutoBot | baseline (same run) | ratio | target | met |';
-const lines = [header, '| --- | --- | --- | --- | --- | --- |', ...rows.map((r) => `| ${r.name} | ${r.autobot} | ${r.baseline} | ${r.ratio} | ${r.target} | ${r.met ? 'yes' : 'NO'} |`)];
+const lines = [header, '| --- | --- | --- | --- | --- | --- |', ...rows.map((r) => `| ${r.name} | ${r.autobot} | ${r.baseline} | ${r.ratio} | ${r.target} | ${r.met === null ? '-' : r.met ? 'yes' : 'NO'} |`)];
 process.stdout.write(
   `\n${lines.join('\n')}\n\nnode ${process.version}, ${(await import('node:os')).cpus().length} cores; ` +
     `this machine's speed: ${fmt(calibrate(), 2)} µs per JSON round trip of a chat message (lower is faster)\n`,
