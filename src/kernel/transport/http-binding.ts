@@ -24,6 +24,7 @@ import { currentContext, effectiveDeadline } from '../context/request-context.js
 import type { Metrics } from '../metrics/metrics.js';
 import { cancellable, cancelledError, linkSignal } from './cancellable-stream.js';
 import { contextHeaders, HEALTH_OPERATION, RPC_PREFIX } from './wire.js';
+import { keepAliveAgent, keepAliveHttpsAgent } from './keep-alive-agent.js';
 
 export interface HttpBindingOptions {
   /** Base URL of an instance hosting the module, looked up per call (registry or configuration). */
@@ -40,8 +41,8 @@ export interface BreakerState {
 }
 
 const agents = {
-  http: new http.Agent({ keepAlive: true, maxSockets: 64 }),
-  https: new https.Agent({ keepAlive: true, maxSockets: 64 }),
+  http: keepAliveAgent(64),
+  https: keepAliveHttpsAgent(64),
 };
 
 interface Attempt {

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { SsrfGuard } from './ssrf-guard.js';
+import { keepAliveAgent } from '../../kernel/transport/keep-alive-agent.js';
 
 /** Response header marking answers the proxy made itself (never forwarded from a site). */
 export const BLOCKED_HEADER = 'x-autobot-blocked';
@@ -59,7 +60,7 @@ export class GuardProxy {
   private server: http.Server | undefined;
   private readonly clients = new Map<string, ProxyClient>();
   private readonly sockets = new Set<Duplex>();
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+  private readonly agent = keepAliveAgent(32);
   /** Observers of every upstream connection the proxy opens (metrics, tests counting connections). */
   readonly upstreamListeners = new Set<(c: UpstreamConnection) => void>();
   port = 0;

@@ -228,6 +228,34 @@ describe('HTTP binding: retries', () => {
   });
 });
 
+describe('HTTP binding: kept-alive connections', () => {
+  it('closes an idle connection a second before the target would, so no call is sent on a socket the target is closing', async () => {
+    const { rec, host } = await hostProbe();
+    // Answers now say `Keep-Alive: timeout=2`: the target closes a connection idle for 2 s.
+    host.server.keepAliveTimeout = 2000;
+    // Who closed the connection: the target's socket sees the client's end first only when the client closed it.
+    const closed = new Promise<{ by: string; idleMs: number }>((resolve) =>
+      host.server.once('connection', (socket) => {
+        let peerEnded = false;
+        let lastCall = Date.now();
+        socket.on('data', () => (lastCall = Date.now()));
+        socket.on('end', () => (peerEnded = true));
+        socket.on('close', () => resolve({ by: peerEnded ? 'client' : 'target', idleMs: Date.now() - lastCall }));
+      }),
+    );
+    const port = client(() => host.url, host.internalToken);
+    await port.record({ note: 'first' });
+    // Reused while fresh: the same connection.
+    await port.record({ note: 'second' });
+    const { by, idleMs } = await closed;
+    expect(by).toBe('client');
+    expect(idleMs).toBeLessThan(2000);
+    expect(rec.calls.record).toBe(2);
+    // The next call opens a connection of its own and succeeds.
+    await expect(port.record({ note: 'third' })).resolves.toBeDefined();
+  });
+});
+
 describe('HTTP binding: circuit breaker', () => {
   const breaker = { volumeThreshold: 3, errorThresholdPercentage: 50, resetTimeoutMs: 200 };
 
