@@ -145,7 +145,8 @@ export class AccessTokens {
     const now = Date.now();
     const untilMs = now + RETIRED_KEEP_MS;
     const kid = newKeyId();
-    const previous = (await runScript(this.redis, 
+    const previous = (await runScript(
+      this.redis,
       ROTATE,
       4,
       SIGNING_KEY,

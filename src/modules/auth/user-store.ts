@@ -73,7 +73,8 @@ export class UserStore {
     const id = newId('u');
     const now = new Date().toISOString();
     const user: StoredUser = { id, username: input.username, role: input.role, disabled: false, passwordHash: input.passwordHash, createdAt: now, updatedAt: now };
-    const created = await runScript(this.redis, 
+    const created = await runScript(
+      this.redis,
       CREATE,
       4,
       usernameKey(input.username),

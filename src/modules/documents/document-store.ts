@@ -155,7 +155,8 @@ export class DocumentStore {
       run: String(doc.run),
       embedded: '0',
     };
-    const held = await runScript(this.redis, 
+    const held = await runScript(
+      this.redis,
       CREATE,
       4,
       ownerShaKey(doc.ownerId),

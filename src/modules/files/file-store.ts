@@ -59,7 +59,8 @@ export class FileStore {
   /** Adds the record unless the owner's quota would be exceeded (then false). */
   async add(file: StoredFile, quotaBytes: number): Promise<boolean> {
     const fields = Object.entries(file).flatMap(([k, v]) => [k, String(v)]);
-    const added = await runScript(this.redis, 
+    const added = await runScript(
+      this.redis,
       ADD,
       3,
       fileKey(file.id),
